@@ -1,0 +1,59 @@
+//! Exit codes: 0 success, 1 user or input error, 2 internal error; a broken pipe
+//! on stdout is success (`sphere-cli status | head -1`).
+
+use std::process::ExitCode;
+
+use sphere_profile::datadir::DataDirError;
+use sphere_profile::keys::KeyError;
+
+use crate::output::Printer;
+
+/// An error caused by what the user asked for or typed.
+#[derive(Debug)]
+pub(crate) struct UserError(pub(crate) String);
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Shorthand for a user error.
+pub(crate) fn user(msg: impl Into<String>) -> anyhow::Error {
+    UserError(msg.into()).into()
+}
+
+fn is_user_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.is::<UserError>()
+            || matches!(c.downcast_ref::<KeyError>(), Some(KeyError::Mnemonic(_)))
+            || matches!(
+                c.downcast_ref::<DataDirError>(),
+                Some(
+                    DataDirError::AlreadyInitialized { .. }
+                        | DataDirError::NotInitialized { .. }
+                        | DataDirError::Locked { .. }
+                        | DataDirError::WrongPassword
+                        | DataDirError::NoStoredMnemonic
+                )
+            )
+    })
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Prints `err` and returns the exit code it maps to.
+pub(crate) fn report(printer: &Printer, err: &anyhow::Error) -> ExitCode {
+    if is_broken_pipe(err) {
+        return ExitCode::SUCCESS;
+    }
+    let code = if is_user_error(err) { 1 } else { 2 };
+    printer.error(err, code);
+    ExitCode::from(code)
+}

@@ -1,0 +1,67 @@
+//! The only place that prints. Human text by default, one JSON object per command
+//! with `--json`; hints and warnings go to stderr and are hidden by `--quiet`
+//! (warnings that protect the user, such as "write down your mnemonic", are not).
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::args::GlobalArgs;
+
+/// Where and how output goes.
+pub(crate) struct Printer {
+    json: bool,
+    quiet: bool,
+}
+
+impl Printer {
+    pub(crate) fn new(global: &GlobalArgs) -> Self {
+        Self {
+            json: global.json,
+            quiet: global.quiet,
+        }
+    }
+
+    /// A command's result: `human` lines as text, or `json` as one object.
+    pub(crate) fn result(&self, human: &str, json: &Value) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer(&mut out, json)?;
+            writeln!(out)?;
+        } else {
+            out.write_all(human.as_bytes())?;
+            if !human.ends_with('\n') {
+                writeln!(out)?;
+            }
+        }
+        out.flush()
+    }
+
+    /// A hint for people (stderr; hidden by --quiet and --json).
+    pub(crate) fn hint(&self, text: &str) {
+        if !self.quiet && !self.json {
+            let _ = writeln!(std::io::stderr(), "{text}");
+        }
+    }
+
+    /// A warning that must be seen (stderr; shown even with --quiet).
+    pub(crate) fn warn(&self, text: &str) {
+        let _ = writeln!(std::io::stderr(), "warning: {text}");
+    }
+
+    /// An error with its cause chain (stderr; JSON object on stdout with --json).
+    pub(crate) fn error(&self, err: &anyhow::Error, code: u8) {
+        if self.json {
+            let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
+            let v =
+                serde_json::json!({"error": err.to_string(), "causes": causes, "exit_code": code});
+            let _ = writeln!(std::io::stdout(), "{v}");
+        }
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, "error: {err}");
+        for cause in err.chain().skip(1) {
+            let _ = write!(e, "\n  caused by: {cause}");
+        }
+        let _ = writeln!(e);
+    }
+}

@@ -1,0 +1,1 @@
+//! IPFS: the verified gateway client and the embedded gateway server.

@@ -1,0 +1,1 @@
+//! Token storage: UXF bundles referenced from the OpLog under `tokens.bundle.{CID}`.
