@@ -5,7 +5,24 @@
 //! commitments (sides A and B) per version, so that a fresh device can find it from
 //! the mnemonic alone. Implements [`sphere_profile::Anchor`].
 //!
+//! Layers, bottom up: [`cbor`] (strict codec) → [`smt`], [`certificate`], [`wire`]
+//! (aggregator objects) → [`derive`] (per side/version construction) → [`proof`]
+//! (full verification) → [`client`] (JSON-RPC) → [`state`] (SQLite markers) →
+//! [`publish`] / [`discover`] → [`Pointer`]. The embedded aggregator is [`server`].
+//!
 //! ## Crate features
 //!
 //! * `server` (default): the embedded aggregator (axum JSON-RPC over a radix SMT).
 #![warn(missing_docs)]
+
+pub mod cbor;
+pub mod certificate;
+pub mod derive;
+pub mod error;
+pub mod proof;
+pub mod smt;
+pub mod wire;
+
+pub use certificate::TrustBase;
+pub use derive::{PointerKeys, Side};
+pub use error::{Error, Result};
