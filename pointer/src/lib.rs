@@ -17,12 +17,21 @@
 
 pub mod cbor;
 pub mod certificate;
+pub mod client;
 pub mod derive;
+pub mod discover;
 pub mod error;
+pub mod events;
+pub mod pointer;
 pub mod proof;
+pub mod publish;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod smt;
+pub mod state;
 pub mod wire;
 
 pub use certificate::TrustBase;
 pub use derive::{PointerKeys, Side};
 pub use error::{Error, Result};
+pub use pointer::{Pointer, PointerConfig};

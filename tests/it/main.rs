@@ -3,6 +3,9 @@
 /// Pointer golden vectors (v2 flavour, SDK 3.0.1) and proof verification.
 mod pointer_golden;
 
+/// Pointer publish/discover against the embedded aggregator (loopback HTTP).
+mod pointer_flow;
+
 use std::path::PathBuf;
 
 /// The shared dir: `SPHERE_SHARED_DIR`, else `<repo>/../shared`.

@@ -1,0 +1,210 @@
+//! Publish and discovery against the embedded aggregator over loopback HTTP:
+//! round trip between two devices, a lying aggregator, two devices racing for one
+//! version, and a crash between the two side submissions.
+
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cid::Cid;
+use k256::ecdsa::SigningKey;
+use multihash_codetable::{Code, MultihashDigest};
+use sphere_pointer::client::{AggregatorClient, ClientConfig};
+use sphere_pointer::error::{DiscoverError, PublishError, VerifyError};
+use sphere_pointer::server::{AggregatorConfig, AggregatorServer, Fault};
+use sphere_pointer::state::PointerState;
+use sphere_pointer::{Pointer, PointerConfig, Side};
+use sphere_profile::keys::PointerSeeds;
+use sphere_profile::secret::Secret32;
+
+const LOOPBACK: &str = "127.0.0.1:0";
+
+async fn server() -> AggregatorServer {
+    let key = SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let addr: SocketAddr = LOOPBACK.parse().unwrap();
+    AggregatorServer::start_in_memory(
+        key,
+        addr,
+        AggregatorConfig::default().with_round_interval(Duration::from_millis(30)),
+    )
+    .await
+    .unwrap()
+}
+
+fn seeds(tag: u8) -> PointerSeeds {
+    PointerSeeds::derive(&Secret32::new([tag; 32]))
+}
+
+fn device(srv: &AggregatorServer, tag: u8, state: PointerState) -> Pointer {
+    let client = AggregatorClient::new(
+        &srv.url(),
+        ClientConfig::default().with_backoff(Duration::from_millis(10), Duration::from_millis(100)),
+    )
+    .unwrap();
+    Pointer::new(
+        &seeds(tag),
+        client,
+        srv.trust_base().clone(),
+        state,
+        PointerConfig::default()
+            .with_confirm_timeout(Duration::from_secs(20))
+            .with_initial_probe(16),
+    )
+    .unwrap()
+}
+
+fn cid(n: u32) -> Cid {
+    Cid::new_v1(0x71, Code::Sha2_256.digest(&n.to_be_bytes()))
+}
+
+#[tokio::test]
+async fn a_second_device_discovers_what_the_first_published() {
+    let srv = server().await;
+    let d1 = device(&srv, 1, PointerState::in_memory().unwrap());
+    assert_eq!(d1.discover().await.unwrap().cid, None);
+    for n in 1..=3 {
+        let p = d1.publish(&cid(n)).await.unwrap();
+        assert_eq!(p.version, n);
+    }
+    let d2 = device(&srv, 1, PointerState::in_memory().unwrap());
+    let found = d2.discover().await.unwrap();
+    assert_eq!((found.valid_version, found.cid), (3, Some(cid(3))));
+    // The second device continues the chain.
+    assert_eq!(d2.publish(&cid(4)).await.unwrap().version, 4);
+    let again = d1.discover().await.unwrap();
+    assert_eq!(again.cid, Some(cid(4)));
+    // Another wallet sees nothing.
+    let other = device(&srv, 2, PointerState::in_memory().unwrap());
+    assert_eq!(other.discover().await.unwrap().cid, None);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lying_aggregator_is_never_believed() {
+    let srv = server().await;
+    let d1 = device(&srv, 3, PointerState::in_memory().unwrap());
+    d1.publish(&cid(7)).await.unwrap();
+    let a = d1.keys().state_id(Side::A, 1);
+    let b = d1.keys().state_id(Side::B, 1);
+    type Expect = fn(&VerifyError) -> bool;
+    let cases: Vec<(Fault, Expect)> = vec![
+        (Fault::WrongPath, |e| matches!(e, VerifyError::PathInvalid)),
+        (Fault::WrongRoot, |e| matches!(e, VerifyError::PathInvalid)),
+        (Fault::BadSeal, |e| matches!(e, VerifyError::Untrusted(_))),
+        (Fault::Swap(vec![(a, b), (b, a)]), |e| {
+            matches!(e, VerifyError::CertificationDataMismatch)
+        }),
+    ];
+    for (fault, expected) in cases {
+        srv.with_core(|c| c.set_fault(Some(fault.clone())));
+        let fresh = device(&srv, 3, PointerState::in_memory().unwrap());
+        match fresh.discover().await {
+            Err(DiscoverError::Untrusted { source, .. }) => {
+                assert!(expected(&source), "{fault:?}: {source:?}");
+            }
+            other => panic!("{fault:?} was believed: {other:?}"),
+        }
+        // The lie leaves the device blocked from publishing (it cannot know the
+        // latest version).
+        assert!(matches!(
+            fresh.publish(&cid(8)).await,
+            Err(PublishError::Blocked { .. })
+        ));
+    }
+    srv.with_core(|c| c.set_fault(None));
+    let fresh = device(&srv, 3, PointerState::in_memory().unwrap());
+    assert_eq!(fresh.discover().await.unwrap().cid, Some(cid(7)));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_devices_racing_for_a_version_end_consistent() {
+    let srv = server().await;
+    let d1 = Arc::new(device(&srv, 4, PointerState::in_memory().unwrap()));
+    let d2 = Arc::new(device(&srv, 4, PointerState::in_memory().unwrap()));
+    // Both believe version 1 is next and publish different CIDs at once.
+    let (r1, r2) = tokio::join!(
+        {
+            let d = d1.clone();
+            async move { d.publish(&cid(100)).await }
+        },
+        {
+            let d = d2.clone();
+            async move { d.publish(&cid(200)).await }
+        }
+    );
+    let (p1, p2) = (r1.unwrap(), r2.unwrap());
+    assert_ne!(p1.version, p2.version, "one version cannot hold both CIDs");
+    assert!(
+        p1.conflicts + p2.conflicts >= 1,
+        "someone must have lost a race"
+    );
+    let latest = p1.version.max(p2.version);
+    let winner_cid = if p1.version > p2.version {
+        cid(100)
+    } else {
+        cid(200)
+    };
+    for d in [&d1, &d2] {
+        let found = d.discover().await.unwrap();
+        assert_eq!((found.valid_version, found.cid), (latest, Some(winner_cid)));
+    }
+    let fresh = device(&srv, 4, PointerState::in_memory().unwrap());
+    assert_eq!(fresh.discover().await.unwrap().cid, Some(winner_cid));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_the_two_sides_is_recovered_on_restart() {
+    let srv = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pointer.db");
+    {
+        let d = device(&srv, 5, PointerState::open(&db).unwrap());
+        d.publish(&cid(1)).await.unwrap();
+        // Crash: marker written, side A submitted, side B never sent.
+        assert_eq!(d.begin_and_submit_side_a_only(&cid(2)).await.unwrap(), 2);
+    }
+    // Version 2 has side A only: not valid, so discovery still returns version 1.
+    let probe = device(&srv, 5, PointerState::in_memory().unwrap());
+    let seen = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let d = probe.discover().await.unwrap();
+            if d.included_version == 2 {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((seen.valid_version, seen.cid), (1, Some(cid(1))));
+
+    // Restart with the same state file; publishing the same CID resumes version 2
+    // with identical bytes (side A answers STATE_ID_EXISTS, B is new).
+    let d = device(&srv, 5, PointerState::open(&db).unwrap());
+    assert_eq!(d.local_state().unwrap().marker.unwrap().version, 2);
+    assert_eq!(d.publish(&cid(2)).await.unwrap().version, 2);
+    assert_eq!(d.local_state().unwrap().marker, None);
+    assert_eq!(probe.discover().await.unwrap().cid, Some(cid(2)));
+
+    // A crash followed by a publish of ANOTHER CID never reuses the version's pad:
+    // the interrupted CID is finished at 3, the new one goes to 4.
+    d.begin_and_submit_side_a_only(&cid(3)).await.unwrap();
+    assert_eq!(d.publish(&cid(4)).await.unwrap().version, 4);
+    let found = probe.discover().await.unwrap();
+    assert_eq!((found.valid_version, found.cid), (4, Some(cid(4))));
+    assert!(found.skipped.is_empty());
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn busy_answers_are_retried_without_losing_the_version() {
+    let srv = server().await;
+    let d = device(&srv, 6, PointerState::in_memory().unwrap());
+    srv.set_busy(3);
+    assert_eq!(d.publish(&cid(9)).await.unwrap().version, 1);
+    srv.shutdown().await;
+}
