@@ -1,1 +1,4 @@
-//! placeholder
+//! Multi-process end-to-end scenarios driving the built `sphere-cli` binary.
+
+/// Embedded aggregator + pointer publish/discover between two data dirs.
+mod pointer_cli;
