@@ -2,3 +2,6 @@
 
 /// Embedded aggregator + pointer publish/discover between two data dirs.
 mod pointer_cli;
+
+/// The official state-transition SDK (npm) against our aggregator and client.
+mod pointer_sdk;
