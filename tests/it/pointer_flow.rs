@@ -208,3 +208,108 @@ async fn busy_answers_are_retried_without_losing_the_version() {
     assert_eq!(d.publish(&cid(9)).await.unwrap().version, 1);
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn invalid_and_unavailable_content_in_the_walk_back() {
+    use sphere_pointer::pointer::{ContentCheck, ContentStatus};
+    let srv = server().await;
+    let d = device(&srv, 7, PointerState::in_memory().unwrap());
+    for n in 1..=3 {
+        d.publish(&cid(n)).await.unwrap();
+    }
+    // Version 3's content is invalid: discovery walks back to 2 and says why.
+    let bad = cid(3);
+    let check: ContentCheck = Arc::new(move |c| {
+        Box::pin(async move {
+            if c == bad {
+                ContentStatus::Invalid
+            } else {
+                ContentStatus::Valid
+            }
+        })
+    });
+    let fresh = device(&srv, 7, PointerState::in_memory().unwrap()).with_content_check(check);
+    let found = fresh.discover().await.unwrap();
+    assert_eq!((found.valid_version, found.cid), (2, Some(cid(2))));
+    assert_eq!(found.skipped.len(), 1);
+    assert_eq!(found.skipped[0].0, 3);
+
+    // Unavailable content stops discovery (CAR_UNAVAILABLE) when not skipping, and
+    // the local version does not advance.
+    let gone: ContentCheck = Arc::new(|_| Box::pin(async { ContentStatus::Unavailable }));
+    let client = AggregatorClient::new(&srv.url(), ClientConfig::default()).unwrap();
+    let strict = Pointer::new(
+        &seeds(7),
+        client,
+        srv.trust_base().clone(),
+        PointerState::in_memory().unwrap(),
+        PointerConfig::default()
+            .with_initial_probe(16)
+            .with_skip_unavailable(false),
+    )
+    .unwrap()
+    .with_content_check(gone);
+    assert!(matches!(
+        strict.discover().await,
+        Err(DiscoverError::ContentUnavailable { version: 3 })
+    ));
+    assert_eq!(strict.local_state().unwrap().local_version, 0);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn unreachable_aggregator_blocks_publishing_until_a_discovery_succeeds() {
+    let srv = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pointer.db");
+    // A port nobody listens on: bind, read the port, close.
+    let dead = {
+        let l = std::net::TcpListener::bind(LOOPBACK).unwrap();
+        format!("http://{}/", l.local_addr().unwrap())
+    };
+    let client = AggregatorClient::new(
+        &dead,
+        ClientConfig::default()
+            .with_attempts(2)
+            .with_backoff(Duration::from_millis(5), Duration::from_millis(10)),
+    )
+    .unwrap();
+    let offline = Pointer::new(
+        &seeds(8),
+        client,
+        srv.trust_base().clone(),
+        PointerState::open(&db).unwrap(),
+        PointerConfig::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        offline.discover().await,
+        Err(DiscoverError::ProofUnavailable { .. })
+    ));
+    assert_eq!(
+        offline.local_state().unwrap().blocked.as_deref(),
+        Some("network_timeout")
+    );
+    // Publishing first retries discovery; still unreachable, so nothing is sent.
+    assert!(offline.publish(&cid(1)).await.is_err());
+    assert_eq!(offline.local_state().unwrap().marker, None);
+    drop(offline);
+
+    // Reachable again: the transient block clears and the publish goes through.
+    let online = device(&srv, 8, PointerState::open(&db).unwrap());
+    assert_eq!(online.publish(&cid(1)).await.unwrap().version, 1);
+    assert_eq!(online.local_state().unwrap().blocked, None);
+
+    // A permanent reason (here: a lying aggregator) needs the operator.
+    online.clear_blocked().unwrap();
+    srv.with_core(|c| c.set_fault(Some(Fault::BadSeal)));
+    assert!(online.discover().await.is_err());
+    srv.with_core(|c| c.set_fault(None));
+    assert!(matches!(
+        online.publish(&cid(2)).await,
+        Err(PublishError::Blocked { .. })
+    ));
+    online.clear_blocked().unwrap();
+    assert_eq!(online.publish(&cid(2)).await.unwrap().version, 2);
+    srv.shutdown().await;
+}
