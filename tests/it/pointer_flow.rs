@@ -313,3 +313,16 @@ async fn unreachable_aggregator_blocks_publishing_until_a_discovery_succeeds() {
     assert_eq!(online.publish(&cid(2)).await.unwrap().version, 2);
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_profile_anchors_through_the_pointer() {
+    use sphere_profile::Anchor;
+    let srv = server().await;
+    let d = device(&srv, 9, PointerState::in_memory().unwrap());
+    assert_eq!(Anchor::latest(&d).await.unwrap(), None);
+    Anchor::publish(&d, cid(41)).await.unwrap();
+    Anchor::publish(&d, cid(42)).await.unwrap();
+    let other = device(&srv, 9, PointerState::in_memory().unwrap());
+    assert_eq!(Anchor::latest(&other).await.unwrap(), Some(cid(42)));
+    srv.shutdown().await;
+}

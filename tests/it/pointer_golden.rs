@@ -391,3 +391,36 @@ fn g_pk(side: &Value) -> Value {
     let ls = h(&side["lockScript_cbor_hex"]);
     Value::String(hex::encode(&ls[ls.len() - 33..]))
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Random mutations (several bytes changed, or truncation) of the SDK's proof:
+    /// decoding never panics, and nothing but the original leaf is ever accepted.
+    #[test]
+    fn mutated_sdk_proofs_never_verify_to_another_leaf(
+        edits in proptest::collection::vec((0usize..2000, proptest::prelude::any::<u8>()), 1..6),
+        cut in proptest::option::of(0usize..2000),
+    ) {
+        let (tb, fp, side) = full_proof_fixture();
+        let mut bytes = h(&fp["get_inclusion_proof_v2_result_hex"]);
+        for (i, b) in edits {
+            let n = bytes.len();
+            bytes[i % n] ^= b | 1;
+        }
+        if let Some(c) = cut {
+            let n = bytes.len();
+            bytes.truncate(c % n);
+        }
+        let lock = Predicate::signature(&h33(&g_pk(&side)));
+        let ssh = h32(&side["sourceStateHash_hex"]);
+        let sid = h32(&side["stateId_hex"]);
+        if let Ok(ProofOutcome::Included { transaction_hash, .. }) =
+            proof::verify_bytes(&tb, &lock, &ssh, &sid, &bytes)
+        {
+            proptest::prop_assert_eq!(transaction_hash, h32(&side["transactionHash_hex"]));
+        }
+        let _ = UnicityCertificate::decode(&bytes);
+        let _ = CertificationRequest::decode(&bytes);
+    }
+}
