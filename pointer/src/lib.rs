@@ -6,7 +6,7 @@
 //! the mnemonic alone. Implements [`sphere_profile::Anchor`].
 //!
 //! Layers, bottom up: [`cbor`] (strict codec) → [`smt`], [`certificate`], [`wire`]
-//! (aggregator objects) → [`derive`] (per side/version construction) → [`proof`]
+//! (aggregator objects) → [`derive`](mod@derive) (per side/version construction) → [`proof`]
 //! (full verification) → [`client`] (JSON-RPC) → [`state`] (SQLite markers) →
 //! [`publish`] / [`discover`] → [`Pointer`]. The embedded aggregator is [`server`].
 //!
