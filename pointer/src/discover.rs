@@ -16,6 +16,9 @@
 //! verified; results are cached for the run, so the walk-back reuses the bisection's
 //! last probe. Cost: ⌈log2⌉ doublings plus ⌈log2⌉ bisections, two RPCs per probe.
 //!
+//! A walk-back below the version this device itself committed is refused
+//! (`WalkbackFloor`): the aggregator hides or lags behind what it certified.
+//!
 //! BLOCKED: set to `network_timeout` when a proof RPC fails for good (the latest
 //! version cannot be known, so publishing could roll the wallet back), to
 //! `untrusted_proof` when a proof does not verify. A successful discovery clears a
@@ -159,7 +162,10 @@ impl Pointer {
     }
 
     async fn find_latest(&self) -> Result<Discovery, DiscoverError> {
-        let local = self.local_state()?.local_version;
+        let st = self.local_state()?;
+        let local = st.local_version;
+        // A version this device committed with a CID was valid when it was confirmed.
+        let floor = if st.local_cid.is_some() { local } else { 0 };
         let ceiling = self.config.hard_ceiling;
         let mut cache = HashMap::new();
         let mut lo = local.min(ceiling);
@@ -194,6 +200,9 @@ impl Pointer {
         let mut v = included_version;
         let mut streak = 0u32;
         while v > 0 {
+            if v < floor {
+                return Err(DiscoverError::WalkbackFloor { local: floor });
+            }
             let p = self.cached(&mut cache, v).await?;
             let reason = match (p.a.transaction_hash(), p.b.transaction_hash()) {
                 (Some(a), Some(b)) => match self.keys.decode(v, &a, &b) {

@@ -250,6 +250,13 @@ pub enum DiscoverError {
         /// The version.
         version: u32,
     },
+    /// The walk-back went below the version this device itself committed: the
+    /// aggregator hides or has not yet replicated what it certified before.
+    #[error("aggregator no longer shows version {local}, which this device committed")]
+    WalkbackFloor {
+        /// The device's committed version.
+        local: u32,
+    },
     /// Local state failed.
     #[error(transparent)]
     State(#[from] StateError),

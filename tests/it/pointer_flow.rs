@@ -326,3 +326,24 @@ async fn the_profile_anchors_through_the_pointer() {
     assert_eq!(Anchor::latest(&other).await.unwrap(), Some(cid(42)));
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_aggregator_hiding_versions_cannot_roll_a_device_back() {
+    let srv = server().await;
+    let d = device(&srv, 10, PointerState::in_memory().unwrap());
+    d.publish(&cid(1)).await.unwrap();
+    d.publish(&cid(2)).await.unwrap();
+    srv.with_core(|c| c.set_fault(Some(Fault::HideLeaves)));
+    // A fresh device cannot tell (v2 has no exclusion proofs) and sees nothing…
+    let fresh = device(&srv, 10, PointerState::in_memory().unwrap());
+    assert_eq!(fresh.discover().await.unwrap().cid, None);
+    // …but the device that committed version 2 refuses to walk below it.
+    assert!(matches!(
+        d.discover().await,
+        Err(DiscoverError::WalkbackFloor { local: 2 })
+    ));
+    assert_eq!(d.local_state().unwrap().local_version, 2);
+    srv.with_core(|c| c.set_fault(None));
+    assert_eq!(d.discover().await.unwrap().cid, Some(cid(2)));
+    srv.shutdown().await;
+}
