@@ -424,3 +424,29 @@ proptest::proptest! {
         let _ = CertificationRequest::decode(&bytes);
     }
 }
+
+#[test]
+fn a_certificate_from_a_newer_epoch_reports_a_stale_trust_base() {
+    let (_, fp, side) = full_proof_fixture();
+    let resp = ProofResponse::decode(&h(&fp["get_inclusion_proof_v2_result_hex"])).unwrap();
+    // A trust base of an older epoch (0) with other validators: the epoch-1 seal
+    // cannot verify, and the error says to ship a newer trust base.
+    let other = k256::ecdsa::SigningKey::from_slice(&[0x77; 32]).unwrap();
+    let mut json = TrustBase::single("node-1", &public_key(&other), 3).json;
+    json.epoch = "0".into();
+    let old = TrustBase::from_parsed(json).unwrap();
+    let lock = Predicate::signature(&h33(&g_pk(&side)));
+    assert_eq!(
+        proof::verify(
+            &old,
+            &lock,
+            &h32(&side["sourceStateHash_hex"]),
+            &h32(&side["stateId_hex"]),
+            &resp
+        ),
+        Err(VerifyError::TrustBaseStale {
+            cert: 1,
+            trusted: 0
+        })
+    );
+}
