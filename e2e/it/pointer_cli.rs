@@ -181,3 +181,43 @@ fn aggregator_state_survives_a_restart() {
         (Some(c), Some(1))
     );
 }
+
+#[test]
+fn bad_input_is_a_user_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let w = tmp.path().join("w");
+    init_wallet(&w);
+    let run = |args: &[&str]| {
+        bin()
+            .arg("--data-dir")
+            .arg(&w)
+            .args(["pointer"])
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let bad_cid = run(&[
+        "publish",
+        "--cid",
+        "not-a-cid",
+        "--aggregator",
+        "http://127.0.0.1:9/",
+        "--trust-base",
+        "/nonexistent",
+    ]);
+    assert_eq!(bad_cid.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_cid.stderr).contains("not a CID"));
+    let no_tb = run(&[
+        "discover",
+        "--aggregator",
+        "http://127.0.0.1:9/",
+        "--trust-base",
+        "/nonexistent",
+    ]);
+    assert_eq!(no_tb.status.code(), Some(1));
+    let bad_version = run(&["inspect", "--version", "0"]);
+    assert_eq!(bad_version.status.code(), Some(1));
+    let ok = run(&["inspect", "--version", "1"]);
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("side A: state id"));
+}

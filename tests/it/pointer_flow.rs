@@ -347,3 +347,30 @@ async fn an_aggregator_hiding_versions_cannot_roll_a_device_back() {
     assert_eq!(d.discover().await.unwrap().cid, Some(cid(2)));
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn publish_and_discovery_report_events() {
+    use sphere_pointer::events::{EVENT_CHANNEL_CAP, PointerEvent};
+    let srv = server().await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(EVENT_CHANNEL_CAP);
+    let d = device(&srv, 11, PointerState::in_memory().unwrap()).with_events(tx);
+    d.publish(&cid(5)).await.unwrap();
+    d.discover().await.unwrap();
+    drop(d);
+    let mut seen = Vec::new();
+    while let Some(e) = rx.recv().await {
+        seen.push(e);
+    }
+    assert!(seen.contains(&PointerEvent::PublishStarted { version: 1 }));
+    assert!(seen.contains(&PointerEvent::PublishConfirmed { version: 1 }));
+    assert!(seen.iter().any(|e| matches!(e, PointerEvent::SideSubmitted { version: 1, status, .. } if status == "SUCCESS")));
+    assert!(seen.contains(&PointerEvent::Discovered {
+        valid_version: 1,
+        included_version: 1
+    }));
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, PointerEvent::Probe { included: true, .. }))
+    );
+    srv.shutdown().await;
+}
