@@ -221,3 +221,55 @@ fn bad_input_is_a_user_error() {
     assert!(ok.status.success());
     assert!(String::from_utf8_lossy(&ok.stdout).contains("side A: state id"));
 }
+
+#[test]
+fn two_processes_racing_end_on_one_verified_pointer() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let agg = start_aggregator(&tmp.path().join("agg"));
+    let (w1, w2) = (tmp.path().join("w1"), tmp.path().join("w2"));
+    init_wallet(&w1);
+    init_wallet(&w2);
+    let c1 = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq";
+    let c2 = "bafyreidykglsfhoixmivffc5uwhcgshx4j465xwqntbmu43nb2dzqwfvae";
+    let spawn = |dir: &Path, cid: &str| {
+        bin()
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--json", "pointer", "publish", "--cid", cid])
+            .args(["--aggregator", &agg.url, "--trust-base", &agg.trust_base])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn publish")
+    };
+    let (p1, p2) = (spawn(&w1, c1), spawn(&w2, c2));
+    let (o1, o2) = (
+        p1.wait_with_output().expect("p1"),
+        p2.wait_with_output().expect("p2"),
+    );
+    assert!(
+        o1.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o1.stderr)
+    );
+    assert!(
+        o2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
+    let r1: Value = serde_json::from_slice(&o1.stdout).expect("json");
+    let r2: Value = serde_json::from_slice(&o2.stdout).expect("json");
+    let (v1, v2) = (
+        r1["version"].as_u64().expect("v"),
+        r2["version"].as_u64().expect("v"),
+    );
+    assert_ne!(v1, v2, "both processes cannot own one version");
+    let (latest, winner) = if v1 > v2 { (v1, c1) } else { (v2, c2) };
+    for dir in [&w1, &w2] {
+        let found = pointer_json(dir, &agg, &["discover"]);
+        assert_eq!(
+            (found["version"].as_u64(), found["cid"].as_str()),
+            (Some(latest), Some(winner))
+        );
+    }
+}

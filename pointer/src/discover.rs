@@ -117,6 +117,8 @@ impl Pointer {
     pub async fn discover(&self) -> Result<Discovery, DiscoverError> {
         match self.find_latest().await {
             Ok(d) => {
+                self.known_included
+                    .fetch_max(d.included_version, std::sync::atomic::Ordering::Relaxed);
                 let cid = d.cid.map(|c| c.to_string());
                 self.with_state(|s, w| s.observe(w, d.valid_version, cid.as_deref()))?;
                 if let Some(reason) = self.local_state()?.blocked

@@ -104,6 +104,8 @@ pub struct Pointer {
     pub(crate) config: PointerConfig,
     events: Option<mpsc::Sender<PointerEvent>>,
     pub(crate) content_check: Option<ContentCheck>,
+    /// Highest version the last discovery saw included (may be above the valid one).
+    pub(crate) known_included: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for Pointer {
@@ -135,6 +137,7 @@ impl Pointer {
             config,
             events: None,
             content_check: None,
+            known_included: std::sync::atomic::AtomicU32::new(0),
         })
     }
 

@@ -3,7 +3,8 @@
 //! 1. Take the per-wallet lock. If BLOCKED: a transient reason is retried through a
 //!    discovery (which clears it on success); any other reason fails with `Blocked`.
 //! 2. Resolve the version against the pending marker (one-time-pad guard):
-//!    * no marker, or a stale one (≤ local version): v = candidate = local + 1;
+//!    * no marker, or a stale one (≤ local version): v = candidate =
+//!      max(local version, highest version the last discovery saw included) + 1;
 //!    * a marker more than 1024 ahead of the local version: `MarkerCorrupt`, BLOCKED;
 //!    * a marker ≥ candidate for the **same** CID: an idempotent crash retry, v = marker;
 //!    * a marker ≥ candidate for **another** CID: first finish the marker's own
@@ -91,7 +92,16 @@ impl Pointer {
                 return Err(PublishError::Blocked { reason });
             }
         }
-        let mut candidate = self.local_state()?.local_version.saturating_add(1);
+        // Above everything known: our own commits and what discovery saw included
+        // (a corrupt top version is stepped over instead of conflicting on it).
+        let mut candidate = self
+            .local_state()?
+            .local_version
+            .max(
+                self.known_included
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+            .saturating_add(1);
         let mut conflicts = 0u32;
         loop {
             let st = self.local_state()?;
