@@ -374,3 +374,70 @@ async fn publish_and_discovery_report_events() {
     );
     srv.shutdown().await;
 }
+
+/// A loopback HTTP "server" that answers every connection with `reply` (or never
+/// answers when `reply` is `None`), counting connections.
+async fn raw_server(reply: Option<&'static str>) -> (String, Arc<std::sync::atomic::AtomicU32>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(LOOPBACK).await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                match reply {
+                    Some(body) => {
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = sock.write_all(resp.as_bytes()).await;
+                    }
+                    None => {
+                        // Hold the connection open without answering until the peer gives up.
+                        let _ = sock.read(&mut buf).await;
+                    }
+                }
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn the_client_times_out_retries_and_fails_closed_on_garbage() {
+    use sphere_pointer::error::RpcError;
+    let (silent, _) = raw_server(None).await;
+    let client = AggregatorClient::new(
+        &silent,
+        ClientConfig::default()
+            .with_probe_timeout(Duration::from_millis(200))
+            .with_attempts(3)
+            .with_backoff(Duration::from_millis(5), Duration::from_millis(10)),
+    )
+    .unwrap();
+    match client.inclusion_proof(&[0u8; 32]).await {
+        Err(e @ RpcError::Network(_)) => assert!(e.is_transient()),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(client.rpc_count(), 3, "every attempt is made");
+
+    let (garbage, hits) = raw_server(Some(
+        "{\"jsonrpc\":\"2.0\",\"result\":\"zz\",\"id\":\"wrong\"}",
+    ))
+    .await;
+    let client = AggregatorClient::new(&garbage, ClientConfig::default()).unwrap();
+    assert!(matches!(
+        client.inclusion_proof(&[0u8; 32]).await,
+        Err(RpcError::Protocol(_))
+    ));
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a protocol error is not retried"
+    );
+}
