@@ -1,5 +1,6 @@
 //! Command-line flags (clap derives only; doc comments are the `--help` text).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -44,6 +45,70 @@ pub(crate) enum Command {
     Status,
     /// Reveal the stored mnemonic (asks for the password, or reads SPHERE_PASSWORD).
     Mnemonic,
+    /// Anchor the wallet's latest Profile snapshot CID on a Unicity aggregator, and
+    /// find it again from the mnemonic alone.
+    #[command(subcommand)]
+    Pointer(PointerCommand),
+    /// Run the embedded aggregator: the Unicity aggregator's JSON-RPC over a radix
+    /// SMT in SQLite, with proofs signed under a generated test trust base.
+    ///
+    /// Prints its URL on the first line of stdout and the trust base file on the
+    /// second, then serves until interrupted. --data-dir is the aggregator's own
+    /// dir (default ~/.sphere-aggregator), not a wallet.
+    Aggregator(AggregatorArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PointerCommand {
+    /// Publish CID as the wallet's next pointer version (both sides, confirmed by
+    /// verified inclusion proofs).
+    Publish(PointerPublishArgs),
+    /// Find the latest published CID (exponential then binary search, every proof
+    /// verified).
+    Discover(PointerNetArgs),
+    /// Show what the wallet would publish at a version: public key, state ids,
+    /// and with --cid the XOR-blinded ciphertexts and requests. No network.
+    Inspect(PointerInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PointerNetArgs {
+    /// Aggregator JSON-RPC URL.
+    #[arg(long, env = "SPHERE_AGGREGATOR", value_name = "URL")]
+    pub(crate) aggregator: String,
+    /// Root trust base JSON (RootTrustBase, as `sphere-cli aggregator` exports it).
+    #[arg(long, env = "SPHERE_TRUST_BASE", value_name = "FILE")]
+    pub(crate) trust_base: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PointerPublishArgs {
+    /// The CID to anchor (at most 63 bytes in binary form, sha2-256).
+    #[arg(long)]
+    pub(crate) cid: String,
+    #[command(flatten)]
+    pub(crate) net: PointerNetArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub(crate) struct PointerInspectArgs {
+    /// The version to derive (1..=2147483647).
+    #[arg(long)]
+    pub(crate) version: u32,
+    /// A CID to blind: adds ciphertexts and certification requests.
+    #[arg(long)]
+    pub(crate) cid: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AggregatorArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub(crate) listen: SocketAddr,
+    /// Milliseconds between rounds (a round closes only when requests are pending).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) round_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,17 @@ impl Printer {
         }
     }
 
+    /// A progress spinner on stderr, hidden under --quiet and --json (and by
+    /// indicatif itself when stderr is not a terminal).
+    pub(crate) fn spinner(&self) -> indicatif::ProgressBar {
+        if self.quiet || self.json {
+            return indicatif::ProgressBar::hidden();
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    }
+
     /// A warning that must be seen (stderr; shown even with --quiet).
     pub(crate) fn warn(&self, text: &str) {
         let _ = writeln!(std::io::stderr(), "warning: {text}");

@@ -7,4 +7,10 @@
 )]
 
 mod harness;
+
+/// `init`, `status`, `mnemonic`.
 mod init_cli;
+/// Embedded aggregator + pointer publish/discover between two data dirs.
+mod pointer_cli;
+/// The official state-transition SDK (npm) against our aggregator and client.
+mod pointer_sdk;

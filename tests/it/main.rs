@@ -1,5 +1,6 @@
 //! Cross-crate integration tests: known-answer vectors read from `../shared` (the
 //! golden files are the law, never copied), and in-process multi-component tests.
+//! One module per area.
 
 #![expect(
     clippy::unwrap_used,
@@ -7,4 +8,12 @@
 )]
 
 mod shared;
+
+/// Pointer publish/discover against the embedded aggregator (loopback HTTP).
+mod pointer_flow;
+/// Pointer golden vectors (v2 flavour, SDK 3.0.1) and proof verification.
+mod pointer_golden;
+/// Key, value-encryption and envelope known answers.
 mod spec_vectors;
+
+pub(crate) use shared::shared_dir;

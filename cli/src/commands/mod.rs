@@ -1,8 +1,10 @@
 //! One module per subcommand; each is a plain function over resolved settings and
 //! the [`Printer`]. This file only dispatches.
 
+mod aggregator;
 mod init;
 mod mnemonic;
+mod pointer;
 mod status;
 
 use std::path::PathBuf;
@@ -14,11 +16,20 @@ use crate::output::Printer;
 
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
-    let data_dir = resolve_data_dir(cli.global.data_dir)?;
+    let data_dir = match (&cli.command, cli.global.data_dir) {
+        // The aggregator's dir is its own, never a wallet's.
+        (Command::Aggregator(_), None) => PathBuf::from(
+            std::env::var_os("HOME").context("no --data-dir given and HOME is not set")?,
+        )
+        .join(".sphere-aggregator"),
+        (_, flag) => resolve_data_dir(flag)?,
+    };
     match cli.command {
         Command::Init(args) => init::run(&data_dir, &args, printer),
         Command::Status => status::run(&data_dir, printer),
         Command::Mnemonic => mnemonic::run(&data_dir, printer),
+        Command::Pointer(cmd) => pointer::run(&data_dir, &cmd, printer),
+        Command::Aggregator(args) => aggregator::run(&data_dir, &args, printer),
     }
 }
 
