@@ -1,7 +1,7 @@
 //! Secrets from the user: prompted on the terminal without echo, or taken from
 //! standard input / `SPHERE_PASSWORD` for scripts. Never echoed, never logged.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 
 use anyhow::Context;
 use zeroize::Zeroizing;
@@ -19,20 +19,18 @@ pub(crate) fn password(confirm: bool) -> anyhow::Result<Zeroizing<String>> {
         }
         return Ok(Zeroizing::new(p));
     }
-    if !std::io::stderr().is_terminal() && !std::io::stdin().is_terminal() {
-        return Err(user(format!(
+    let no_terminal = |_| {
+        user(format!(
             "a password is needed: set {PASSWORD_ENV}, or run in a terminal"
-        )));
-    }
-    let first =
-        Zeroizing::new(rpassword::prompt_password("Password: ").context("reading the password")?);
+        ))
+    };
+    let first = Zeroizing::new(rpassword::prompt_password("Password: ").map_err(no_terminal)?);
     if first.is_empty() {
         return Err(user("the password must not be empty"));
     }
     if confirm {
-        let again = Zeroizing::new(
-            rpassword::prompt_password("Repeat password: ").context("reading the password")?,
-        );
+        let again =
+            Zeroizing::new(rpassword::prompt_password("Repeat password: ").map_err(no_terminal)?);
         if *again != *first {
             return Err(user("the passwords do not match"));
         }
@@ -42,10 +40,11 @@ pub(crate) fn password(confirm: bool) -> anyhow::Result<Zeroizing<String>> {
 
 /// A mnemonic typed at a prompt without echo.
 pub(crate) fn mnemonic_from_tty() -> anyhow::Result<Zeroizing<String>> {
-    Ok(Zeroizing::new(
-        rpassword::prompt_password("Mnemonic (words separated by spaces): ")
-            .context("reading the mnemonic")?,
-    ))
+    let phrase =
+        rpassword::prompt_password("Mnemonic (words separated by spaces): ").map_err(|_| {
+            user("--import needs a terminal to prompt on; scripts use --mnemonic-stdin")
+        })?;
+    Ok(Zeroizing::new(phrase))
 }
 
 /// A mnemonic read from standard input (all of it, up to 4 KiB).

@@ -483,7 +483,7 @@ pub const SPHERE_TOKEN_TYPE: [u8; 32] = [
 /// address = "DIRECT://" ‖ hex(imprint) ‖ hex(SHA-256(imprint)[..4])
 /// ```
 ///
-/// Known-answer vectors (computed with the official SDK): `profile/tests/vectors/direct-address.json`.
+/// Known-answer vectors (computed with the official SDK): `tests/vectors/direct-address.json`.
 pub fn direct_address(address_key: &Secret32) -> Result<String, KeyError> {
     let token_key = Secret32::new(sha256(address_key.expose()));
     let public = compressed_public_key(&token_key)?;

@@ -1,0 +1,425 @@
+//! The sync wire: what devices of one wallet send each other.
+//!
+//! Entries travel as their exact OpLog bytes (`oplog::entry` owns that format); this
+//! module only frames them. Receivers verify every entry before applying it, so
+//! nothing here is trusted.
+//!
+//! # Format
+//!
+//! All messages are canonical DAG-CBOR maps; `v` is [`WIRE_VERSION`] and any other
+//! value fails closed.
+//!
+//! * **Gossip** (published on the wallet's topic): `{v: 1, entries: [bytes…]}` with
+//!   1 ≤ entries ≤ [`MAX_GOSSIP_ENTRIES`], the whole message ≤ [`MAX_GOSSIP_BYTES`].
+//! * **Catch-up** (request-response, protocol [`CATCHUP_PROTOCOL`]). On the stream,
+//!   each message is `u32 big-endian length ‖ DAG-CBOR`; the length is checked against
+//!   the maximum before anything is read or allocated.
+//!   * request `{v: 1, log: bytes(32), have: [[bytes(8) device, uint seq]…], max: uint}`
+//!     — the requester's version vector (highest contiguous sequence per device, sorted
+//!     by device, ≤ [`MAX_VECTOR_DEVICES`]) and the most entries it wants in this page
+//!     (1 ≤ max ≤ [`MAX_PAGE_ENTRIES`]); ≤ [`MAX_REQUEST_BYTES`].
+//!   * response `{v: 1, more: bool, entries: [bytes…]}` — entries the requester lacks,
+//!     in per-device sequence order, at most `max` and ≤ [`MAX_RESPONSE_BYTES`] in all;
+//!     `more` says another page is waiting.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Version of every sync message.
+pub const WIRE_VERSION: u64 = 1;
+/// The catch-up request-response protocol id.
+pub const CATCHUP_PROTOCOL: StreamProtocol = StreamProtocol::new("/sphere-profile/catchup/1");
+/// Largest gossip message: one maximal entry (1 MiB) plus framing. Also the
+/// gossipsub `max_transmit_size`.
+pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024 + 4096;
+/// Most entries batched into one gossip message.
+pub const MAX_GOSSIP_ENTRIES: usize = 256;
+/// Largest catch-up request: a version vector of [`MAX_VECTOR_DEVICES`] devices fits.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest catch-up response page.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Most entries in one catch-up page.
+pub const MAX_PAGE_ENTRIES: usize = 2048;
+/// Most devices in a version vector.
+pub const MAX_VECTOR_DEVICES: usize = 1024;
+
+/// Why a sync message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Longer than the message kind allows.
+    #[error("{what} is {len} bytes, limit is {max}")]
+    TooLarge {
+        /// Which message.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not canonical DAG-CBOR of the expected shape.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// Which message.
+        what: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A version this code does not speak.
+    #[error("unknown sync message version {0}")]
+    UnknownVersion(u64),
+    /// A count outside its bounds.
+    #[error("{what} has {count} items, allowed {min}..={max}")]
+    Count {
+        /// Which list.
+        what: &'static str,
+        /// How many it had.
+        count: usize,
+        /// Lower bound.
+        min: usize,
+        /// Upper bound.
+        max: usize,
+    },
+    /// The version vector is not sorted by device or repeats one.
+    #[error("version vector is not strictly sorted by device")]
+    UnsortedVector,
+}
+
+/// A batch of entries published on the wallet topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gossip {
+    /// [`WIRE_VERSION`].
+    pub v: u64,
+    /// Encoded OpLog entries.
+    pub entries: Vec<ByteBuf>,
+}
+
+/// "Send me what I lack."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatchupRequest {
+    /// [`WIRE_VERSION`].
+    pub v: u64,
+    /// The log both sides must share.
+    pub log: ByteBuf,
+    /// The requester's version vector: `(device, highest contiguous seq)`, sorted.
+    pub have: Vec<(ByteBuf, u64)>,
+    /// The most entries wanted in this page.
+    pub max: u64,
+}
+
+/// One page of missing entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatchupResponse {
+    /// [`WIRE_VERSION`].
+    pub v: u64,
+    /// Whether another page is waiting.
+    pub more: bool,
+    /// Encoded OpLog entries, in per-device sequence order.
+    pub entries: Vec<ByteBuf>,
+}
+
+fn check_count(what: &'static str, count: usize, min: usize, max: usize) -> Result<(), WireError> {
+    if count < min || count > max {
+        return Err(WireError::Count {
+            what,
+            count,
+            min,
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn check_version(v: u64) -> Result<(), WireError> {
+    if v != WIRE_VERSION {
+        return Err(WireError::UnknownVersion(v));
+    }
+    Ok(())
+}
+
+/// Strict decode: bounded input, strict DAG-CBOR, and canonical re-encoding.
+fn decode_canonical<'de, T>(
+    what: &'static str,
+    bytes: &'de [u8],
+    max: usize,
+) -> Result<T, WireError>
+where
+    T: Deserialize<'de> + Serialize,
+{
+    if bytes.len() > max {
+        return Err(WireError::TooLarge {
+            what,
+            len: bytes.len(),
+            max,
+        });
+    }
+    let value: T = serde_ipld_dagcbor::from_slice(bytes).map_err(|e| WireError::Malformed {
+        what,
+        reason: e.to_string(),
+    })?;
+    let again = serde_ipld_dagcbor::to_vec(&value).map_err(|e| WireError::Malformed {
+        what,
+        reason: e.to_string(),
+    })?;
+    if again != bytes {
+        return Err(WireError::Malformed {
+            what,
+            reason: "not canonical DAG-CBOR".into(),
+        });
+    }
+    Ok(value)
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_ipld_dagcbor::to_vec(value)
+        .expect("maps of integers, booleans and byte strings always encode")
+}
+
+impl Gossip {
+    /// A gossip message carrying `entries`.
+    pub fn new(entries: Vec<Vec<u8>>) -> Self {
+        Self {
+            v: WIRE_VERSION,
+            entries: entries.into_iter().map(ByteBuf::from).collect(),
+        }
+    }
+
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks every bound.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let g: Self = decode_canonical("gossip message", bytes, MAX_GOSSIP_BYTES)?;
+        check_version(g.v)?;
+        check_count("gossip entries", g.entries.len(), 1, MAX_GOSSIP_ENTRIES)?;
+        Ok(g)
+    }
+}
+
+impl CatchupRequest {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks every bound.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let r: Self = decode_canonical("catch-up request", bytes, MAX_REQUEST_BYTES)?;
+        check_version(r.v)?;
+        if r.log.len() != 32 {
+            return Err(WireError::Malformed {
+                what: "catch-up request",
+                reason: "log id is not 32 bytes".into(),
+            });
+        }
+        check_count("version vector", r.have.len(), 0, MAX_VECTOR_DEVICES)?;
+        if r.have.iter().any(|(d, _)| d.len() != 8) {
+            return Err(WireError::Malformed {
+                what: "catch-up request",
+                reason: "device id is not 8 bytes".into(),
+            });
+        }
+        if r.have.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
+            return Err(WireError::UnsortedVector);
+        }
+        let max = usize::try_from(r.max).unwrap_or(usize::MAX);
+        check_count("requested page", max, 1, MAX_PAGE_ENTRIES)?;
+        Ok(r)
+    }
+}
+
+impl CatchupResponse {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks every bound.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let r: Self = decode_canonical("catch-up response", bytes, MAX_RESPONSE_BYTES)?;
+        check_version(r.v)?;
+        check_count("catch-up page", r.entries.len(), 0, MAX_PAGE_ENTRIES)?;
+        Ok(r)
+    }
+}
+
+/// Reads one `u32 length ‖ body` frame, refusing lengths above `max` before reading.
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {max}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    io.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(body).await?;
+    io.close().await
+}
+
+fn invalid(e: WireError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// The catch-up codec: length-prefixed canonical DAG-CBOR with hard size limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CatchupCodec;
+
+impl libp2p::request_response::Codec for CatchupCodec {
+    type Protocol = StreamProtocol;
+    type Request = CatchupRequest;
+    type Response = CatchupResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<CatchupRequest> {
+        CatchupRequest::decode(&read_frame(io, MAX_REQUEST_BYTES).await?).map_err(invalid)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<CatchupResponse> {
+        CatchupResponse::decode(&read_frame(io, MAX_RESPONSE_BYTES).await?).map_err(invalid)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: CatchupRequest,
+    ) -> io::Result<()> {
+        write_frame(io, &req.encode()).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: CatchupResponse,
+    ) -> io::Result<()> {
+        write_frame(io, &res.encode()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request() -> CatchupRequest {
+        CatchupRequest {
+            v: WIRE_VERSION,
+            log: ByteBuf::from(vec![7; 32]),
+            have: vec![
+                (ByteBuf::from(vec![1; 8]), 4),
+                (ByteBuf::from(vec![2; 8]), 9),
+            ],
+            max: 100,
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let g = Gossip::new(vec![vec![1, 2, 3], vec![4]]);
+        assert_eq!(Gossip::decode(&g.encode()).unwrap(), g);
+        assert_eq!(
+            CatchupRequest::decode(&request().encode()).unwrap(),
+            request()
+        );
+        let r = CatchupResponse {
+            v: WIRE_VERSION,
+            more: true,
+            entries: vec![ByteBuf::from(vec![9; 40])],
+        };
+        assert_eq!(CatchupResponse::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn bounds_are_enforced() {
+        assert!(matches!(
+            Gossip::decode(&Gossip::new(vec![]).encode()),
+            Err(WireError::Count { .. })
+        ));
+        let many = Gossip::new(vec![vec![0]; MAX_GOSSIP_ENTRIES + 1]);
+        assert!(matches!(
+            Gossip::decode(&many.encode()),
+            Err(WireError::Count { .. })
+        ));
+        let mut r = request();
+        r.have.reverse();
+        assert_eq!(
+            CatchupRequest::decode(&r.encode()),
+            Err(WireError::UnsortedVector)
+        );
+        let mut r = request();
+        r.max = MAX_PAGE_ENTRIES as u64 + 1;
+        assert!(matches!(
+            CatchupRequest::decode(&r.encode()),
+            Err(WireError::Count { .. })
+        ));
+        let mut r = request();
+        r.v = 2;
+        assert_eq!(
+            CatchupRequest::decode(&r.encode()),
+            Err(WireError::UnknownVersion(2))
+        );
+        let huge = vec![0u8; MAX_GOSSIP_BYTES + 1];
+        assert!(matches!(
+            Gossip::decode(&huge),
+            Err(WireError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn oversize_frames_are_refused_before_reading() {
+        let mut frame = (u32::try_from(MAX_REQUEST_BYTES).unwrap() + 1)
+            .to_be_bytes()
+            .to_vec();
+        frame.extend_from_slice(&[0; 16]);
+        let mut io = futures::io::Cursor::new(frame);
+        let err = futures::executor::block_on(read_frame(&mut io, MAX_REQUEST_BYTES)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Gossip::decode(&bytes);
+            let _ = CatchupRequest::decode(&bytes);
+            let _ = CatchupResponse::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_requests_never_panic(pos in any::<proptest::sample::Index>(), byte in any::<u8>()) {
+            let mut bytes = request().encode();
+            let i = pos.index(bytes.len());
+            bytes[i] = byte;
+            let _ = CatchupRequest::decode(&bytes);
+        }
+    }
+}
