@@ -8,3 +8,4 @@
 
 mod shared;
 mod spec_vectors;
+mod sync;
