@@ -431,6 +431,23 @@ impl Entry {
         Ok(e)
     }
 
+    /// Decrypts the body of an entry this store verified when it was applied: the
+    /// GCM tag still authenticates it, but the canonical re-encoding check is skipped
+    /// (the read path of `get`).
+    pub(crate) fn open_stored(&self, keys: &LogKeys) -> Result<Vec<Op>, DecodeError> {
+        let plain = cipher::decrypt_with_aad(&keys.body, &self.body, &self.header_bytes())
+            .map_err(|_| DecodeError::Body("authentication failed"))?;
+        let wire: Vec<(String, Option<ByteBuf>)> = serde_ipld_dagcbor::from_slice(&plain)
+            .map_err(|e| DecodeError::Cbor(format!("body: {e}")))?;
+        Ok(wire
+            .into_iter()
+            .map(|(key, value)| Op {
+                key,
+                value: value.map(ByteBuf::into_vec),
+            })
+            .collect())
+    }
+
     /// Decrypts and decodes the body's operations.
     pub fn open(&self, keys: &LogKeys) -> Result<Vec<Op>, DecodeError> {
         let plain = cipher::decrypt_with_aad(&keys.body, &self.body, &self.header_bytes())
