@@ -44,6 +44,62 @@ pub(crate) enum Command {
     Status,
     /// Reveal the stored mnemonic (asks for the password, or reads SPHERE_PASSWORD).
     Mnemonic,
+    /// Raw record access to the Profile's OpLog, for operators and scripts.
+    ///
+    /// Values are stored as given (bytes); each write is one signed, encrypted entry
+    /// that replicates like any other. Takes the data dir's lock.
+    Kv(KvArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KvArgs {
+    #[command(subcommand)]
+    pub(crate) command: KvCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KvCommand {
+    /// Write a value: from VALUE, from --file, or from standard input (VALUE
+    /// omitted or `-`).
+    Put {
+        /// The key.
+        key: String,
+        /// The value (UTF-8 text); `-` or omitted reads standard input.
+        #[arg(conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Print a value (exit 1 if the key is absent or deleted).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Delete a key (writes a tombstone).
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// List live keys and values, optionally under a prefix.
+    List {
+        /// Only keys starting with this.
+        prefix: Option<String>,
+    },
+    /// Test helper: write as fast as possible and print every acknowledged key
+    /// (used by the kill -9 crash test).
+    #[command(hide = true)]
+    CrashWriter {
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 8)]
+        writers: u32,
+        /// Stop after this many puts per writer (default: never).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Keys are `crash/TAG/WRITER/I`.
+        #[arg(long, default_value = "0")]
+        tag: String,
+    },
 }
 
 #[derive(Debug, Args)]

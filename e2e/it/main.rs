@@ -8,3 +8,4 @@
 
 mod harness;
 mod init_cli;
+mod kv_cli;

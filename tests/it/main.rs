@@ -6,6 +6,7 @@
     reason = "test helpers fail loudly on broken fixtures by design"
 )]
 
+mod oplog;
 mod shared;
 mod spec_vectors;
 mod sync;

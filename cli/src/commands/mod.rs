@@ -2,6 +2,7 @@
 //! the [`Printer`]. This file only dispatches.
 
 mod init;
+mod kv;
 mod mnemonic;
 mod status;
 
@@ -19,6 +20,7 @@ pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
         Command::Init(args) => init::run(&data_dir, &args, printer),
         Command::Status => status::run(&data_dir, printer),
         Command::Mnemonic => mnemonic::run(&data_dir, printer),
+        Command::Kv(args) => kv::run(&data_dir, args.command, printer),
     }
 }
 

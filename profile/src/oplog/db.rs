@@ -204,7 +204,7 @@ fn record_from_row(
         let _ = conn;
         let e = entry_from_row(keys, device, to_u64(seq), row, 6)?;
         let ops = e
-            .open(keys)
+            .open_stored(keys)
             .map_err(|err| StoreError::Corrupt(format!("entry body of {key:?}: {err}")))?;
         let o = ops
             .into_iter()
@@ -225,7 +225,7 @@ fn record_from_row(
 }
 
 const RECORD_SQL: &str = "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
-     e.prev, e.clock, e.wall, e.ctx, e.body, e.sig \
+     e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key \
      FROM state s JOIN devices d ON d.idx = s.dev \
      LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq";
 
@@ -295,7 +295,7 @@ pub(crate) fn scan(
             if let std::collections::hash_map::Entry::Vacant(v) = cache.entry((device, seq)) {
                 let e = entry_from_row(keys, device, seq, row, 7)?;
                 v.insert(
-                    e.open(keys)
+                    e.open_stored(keys)
                         .map_err(|err| StoreError::Corrupt(format!("entry body: {err}")))?,
                 );
             }
@@ -443,18 +443,11 @@ pub(crate) fn export_rows(
     keys: &LogKeys,
 ) -> Result<Vec<SnapshotRow>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!("{RECORD_SQL} ORDER BY s.key"))?;
-    let mut keys_stmt = conn.prepare_cached("SELECT key FROM state ORDER BY key")?;
-    let names: Vec<String> = keys_stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
     let mut rows = stmt.query([])?;
-    let mut out = Vec::with_capacity(names.len());
-    let mut names = names.into_iter();
+    let mut out = Vec::new();
     let mut cache: HashMap<(DeviceId, u64), Vec<Op>> = HashMap::new();
     while let Some(row) = rows.next()? {
-        let key = names
-            .next()
-            .ok_or_else(|| StoreError::Corrupt("state changed during export".into()))?;
+        let key: String = row.get(12)?;
         // Decrypt each entry once even when it holds many winning keys.
         let tomb: bool = row.get(1)?;
         let inline: Option<Vec<u8>> = row.get(2)?;
@@ -473,7 +466,7 @@ pub(crate) fn export_rows(
             if let std::collections::hash_map::Entry::Vacant(v) = cache.entry((device, seq)) {
                 let e = entry_from_row(keys, device, seq, row, 6)?;
                 v.insert(
-                    e.open(keys)
+                    e.open_stored(keys)
                         .map_err(|err| StoreError::Corrupt(format!("entry body: {err}")))?,
                 );
             }
@@ -1219,7 +1212,7 @@ impl Db {
                             StoreError::Corrupt(format!("{key:?} points at a missing entry"))
                         })?;
                     v.insert(
-                        e.open(&self.keys)
+                        e.open_stored(&self.keys)
                             .map_err(|err| StoreError::Corrupt(err.to_string()))?,
                     );
                 }

@@ -147,4 +147,83 @@ mod tests {
             .unwrap();
         assert_eq!(tables, 6);
     }
+
+    use crate::keys::WalletKeys;
+    use crate::oplog::{Store, StoreConfig};
+    use crate::secret::Secret32;
+
+    fn fixture_keys() -> WalletKeys {
+        WalletKeys::from_address_key(&Secret32::new([42; 32])).unwrap()
+    }
+
+    fn fixture(version: i64) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(format!("oplog-v{version}.db"))
+    }
+
+    /// Writes `profile/tests/fixtures/oplog-v1.db` (run once per schema version with
+    /// `--ignored`; the file is committed and never rewritten afterwards).
+    #[test]
+    #[ignore = "generates the committed fixture"]
+    fn write_v1_fixture() {
+        let path = fixture(1);
+        let _ = std::fs::remove_file(&path);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let k = fixture_keys();
+            let other = Store::in_memory(&k.oplog, [0xbb; 8], StoreConfig::default()).unwrap();
+            for i in 0..3u8 {
+                other.put(format!("b{i}"), vec![i]).await.unwrap();
+            }
+            let page = other
+                .entries_since(&crate::oplog::VersionVector::default(), 10)
+                .await
+                .unwrap();
+            let s = Store::open(&path, &k.oplog, [0xaa; 8], StoreConfig::default()).unwrap();
+            s.put("a", b"1".to_vec()).await.unwrap();
+            s.put_batch([("c1", b"x".to_vec()), ("c2", b"y".to_vec())])
+                .await
+                .unwrap();
+            s.delete("c1").await.unwrap();
+            // Entries 1 and 3 of the other device: 3 stays pending.
+            let r = s
+                .ingest(vec![page.entries[0].clone(), page.entries[2].clone()])
+                .await
+                .unwrap();
+            assert_eq!((r.applied.len(), r.pending.len()), (1, 1));
+            s.vacuum().await.unwrap();
+            s.shutdown().await.unwrap();
+        });
+        let _ = std::fs::remove_file(path.with_extension("db-wal"));
+        let _ = std::fs::remove_file(path.with_extension("db-shm"));
+    }
+
+    /// Every past schema version opens and reads the same (only version 1 exists).
+    #[test]
+    fn opens_the_v1_fixture() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("profile.db");
+        std::fs::copy(fixture(1), &path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let k = fixture_keys();
+            let s = Store::open(&path, &k.oplog, [0xaa; 8], StoreConfig::default()).unwrap();
+            assert_eq!(s.get("a").await.unwrap(), Some(b"1".to_vec()));
+            assert_eq!(s.get("c1").await.unwrap(), None);
+            assert_eq!(s.get("c2").await.unwrap(), Some(b"y".to_vec()));
+            assert_eq!(s.get("b0").await.unwrap(), Some(vec![0]));
+            let vv = s.version_vector().await.unwrap();
+            assert_eq!((vv.get(&[0xaa; 8]), vv.get(&[0xbb; 8])), (3, 1));
+            assert!(s.integrity_check().await.unwrap().is_empty());
+            // The pending entry (seq 3 of the other device) is still waiting.
+            assert_eq!(s.get("b2").await.unwrap(), None);
+            let sealed = s.export_snapshot().await.unwrap();
+            assert_eq!(sealed.rows.len(), 4);
+        });
+    }
 }
