@@ -47,8 +47,36 @@ pub(crate) enum Command {
     /// Raw record access to the Profile's OpLog, for operators and scripts.
     ///
     /// Values are stored as given (bytes); each write is one signed, encrypted entry
-    /// that replicates like any other. Takes the data dir's lock.
+    /// that replicates like any other. Takes the data dir's lock, or talks to the
+    /// running `sphere-cli sync` of the data dir.
     Kv(KvArgs),
+    /// Run the sync node in the foreground: replicate the Profile live with this
+    /// wallet's other devices over libp2p.
+    ///
+    /// Prints its listen addresses (give one to another device's --peer), then a
+    /// live status line; --json prints one JSON event per line instead. While it
+    /// runs, `kv` and `status` on the same data dir go through it. Stop with Ctrl-C.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// Listen on this multiaddr (repeatable) [default: /ip4/127.0.0.1/tcp/0]
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<String>,
+    /// Dial this device (repeatable), e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3…;
+    /// redialled with backoff when it drops. Devices seen before are redialled too.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) peer: Vec<String>,
+    /// Also find devices on the local network by mDNS (multicast).
+    #[arg(long)]
+    pub(crate) mdns: bool,
+    /// Period of the anti-entropy catch-up with every device, in milliseconds.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub(crate) anti_entropy_ms: u64,
+    /// Test switch: drop this fraction (0..1) of received gossip messages.
+    #[arg(long, default_value_t = 0.0, hide = true)]
+    pub(crate) gossip_drop_rate: f64,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +114,9 @@ pub(crate) enum KvCommand {
         /// Only keys starting with this.
         prefix: Option<String>,
     },
+    /// Print the state digest (SHA-256 over every record): two devices hold the same
+    /// state exactly when their digests are equal.
+    Digest,
     /// Test helper: write as fast as possible and print every acknowledged key
     /// (used by the kill -9 crash test).
     #[command(hide = true)]

@@ -9,3 +9,4 @@
 mod harness;
 mod init_cli;
 mod kv_cli;
+mod sync_cli;

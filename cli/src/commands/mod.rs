@@ -5,6 +5,7 @@ mod init;
 mod kv;
 mod mnemonic;
 mod status;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
         Command::Status => status::run(&data_dir, printer),
         Command::Mnemonic => mnemonic::run(&data_dir, printer),
         Command::Kv(args) => kv::run(&data_dir, args.command, printer),
+        Command::Sync(args) => sync::run(&data_dir, &args, printer),
     }
 }
 

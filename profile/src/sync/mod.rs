@@ -2,6 +2,7 @@
 //!
 //! * [`wire`] — the bytes devices exchange (gossip batches, catch-up pages).
 //! * [`node`] — the node: a swarm actor behind the cloneable [`Node`] handle.
+//! * [`control`] — the local socket through which other commands reach a running node.
 //! * [`config`], [`status`], [`peers`], [`identity`], [`error`] — its settings, what it
 //!   reports, the remembered peers, the device key, and its errors.
 //!
@@ -10,6 +11,7 @@
 //! sequence before anything is applied.
 
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod identity;
 pub mod node;

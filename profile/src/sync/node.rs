@@ -732,11 +732,11 @@ impl EventLoop {
                     .gossip
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
-            gossipsub::Event::Subscribed { peer_id, topic, .. } if topic == self.topic.hash() => {
-                if self.wallet_peers.insert(peer_id) {
-                    // A device joined: pull what it has that we lack (it does the same).
-                    self.start_catchup(peer_id).await;
-                }
+            // A device joined: pull what it has that we lack (it does the same).
+            gossipsub::Event::Subscribed { peer_id, topic, .. }
+                if topic == self.topic.hash() && self.wallet_peers.insert(peer_id) =>
+            {
+                self.start_catchup(peer_id).await;
             }
             gossipsub::Event::Unsubscribed { peer_id, topic } if topic == self.topic.hash() => {
                 self.wallet_peers.remove(&peer_id);

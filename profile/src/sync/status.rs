@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use libp2p::{Multiaddr, PeerId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A peer as the status sees it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PeerStatus {
     /// The peer.
     pub peer: String,
@@ -19,7 +19,7 @@ pub struct PeerStatus {
 }
 
 /// A snapshot of the node's state.
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 pub struct SyncStatus {
     /// This node's peer id.
     pub peer_id: String,
