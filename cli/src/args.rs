@@ -45,6 +45,19 @@ pub(crate) enum Command {
     Status,
     /// Reveal the stored mnemonic (asks for the password, or reads SPHERE_PASSWORD).
     Mnemonic,
+    /// Raw record access to the Profile's OpLog, for operators and scripts.
+    ///
+    /// Values are stored as given (bytes); each write is one signed, encrypted entry
+    /// that replicates like any other. Takes the data dir's lock, or talks to the
+    /// running `sphere-cli sync` of the data dir.
+    Kv(KvArgs),
+    /// Run the sync node in the foreground: replicate the Profile live with this
+    /// wallet's other devices over libp2p.
+    ///
+    /// Prints its listen addresses (give one to another device's --peer), then a
+    /// live status line; --json prints one JSON event per line instead. While it
+    /// runs, `kv` and `status` on the same data dir go through it. Stop with Ctrl-C.
+    Sync(SyncArgs),
     /// Anchor the wallet's latest Profile snapshot CID on a Unicity aggregator, and
     /// find it again from the mnemonic alone.
     #[command(subcommand)]
@@ -56,6 +69,80 @@ pub(crate) enum Command {
     /// second, then serves until interrupted. --data-dir is the aggregator's own
     /// dir (default ~/.sphere-aggregator), not a wallet.
     Aggregator(AggregatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// Listen on this multiaddr (repeatable) [default: /ip4/127.0.0.1/tcp/0]
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<String>,
+    /// Dial this device (repeatable), e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3…;
+    /// redialled with backoff when it drops. Devices seen before are redialled too.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) peer: Vec<String>,
+    /// Also find devices on the local network by mDNS (multicast).
+    #[arg(long)]
+    pub(crate) mdns: bool,
+    /// Period of the anti-entropy catch-up with every device, in milliseconds.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub(crate) anti_entropy_ms: u64,
+    /// Test switch: drop this fraction (0..1) of received gossip messages.
+    #[arg(long, default_value_t = 0.0, hide = true)]
+    pub(crate) gossip_drop_rate: f64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KvArgs {
+    #[command(subcommand)]
+    pub(crate) command: KvCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KvCommand {
+    /// Write a value: from VALUE, from --file, or from standard input (VALUE
+    /// omitted or `-`).
+    Put {
+        /// The key.
+        key: String,
+        /// The value (UTF-8 text); `-` or omitted reads standard input.
+        #[arg(conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Print a value (exit 1 if the key is absent or deleted).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Delete a key (writes a tombstone).
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// List live keys and values, optionally under a prefix.
+    List {
+        /// Only keys starting with this.
+        prefix: Option<String>,
+    },
+    /// Print the state digest (SHA-256 over every record): two devices hold the same
+    /// state exactly when their digests are equal.
+    Digest,
+    /// Test helper: write as fast as possible and print every acknowledged key
+    /// (used by the kill -9 crash test).
+    #[command(hide = true)]
+    CrashWriter {
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 8)]
+        writers: u32,
+        /// Stop after this many puts per writer (default: never).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Keys are `crash/TAG/WRITER/I`.
+        #[arg(long, default_value = "0")]
+        tag: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use sphere_profile::datadir::DataDirError;
 use sphere_profile::keys::KeyError;
+use sphere_profile::oplog::{OpenError, StoreError};
 
 use crate::output::Printer;
 
@@ -39,6 +40,13 @@ fn is_user_error(err: &anyhow::Error) -> bool {
                         | DataDirError::NoStoredMnemonic
                 )
             )
+            || matches!(
+                c.downcast_ref::<OpenError>(),
+                Some(OpenError::DataDir(
+                    DataDirError::NotInitialized { .. } | DataDirError::Locked { .. }
+                ))
+            )
+            || matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Invalid(_)))
     })
 }
 

@@ -37,6 +37,32 @@ impl Printer {
         out.flush()
     }
 
+    /// Whether `--json` was given.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// A live status line on stderr, or `None` under --quiet, --json, or when stderr
+    /// is not a terminal.
+    pub(crate) fn status_line(&self) -> Option<indicatif::ProgressBar> {
+        use std::io::IsTerminal;
+        if self.quiet || self.json || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Some(bar)
+    }
+
+    /// A notable event for people: above the status line when there is one, else a
+    /// hint on stderr.
+    pub(crate) fn note(&self, line: &Option<indicatif::ProgressBar>, text: &str) {
+        match line {
+            Some(bar) => bar.suspend(|| self.hint(text)),
+            None => self.hint(text),
+        }
+    }
+
     /// A hint for people (stderr; hidden by --quiet and --json).
     pub(crate) fn hint(&self, text: &str) {
         if !self.quiet && !self.json {

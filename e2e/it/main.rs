@@ -10,7 +10,11 @@ mod harness;
 
 /// `init`, `status`, `mnemonic`.
 mod init_cli;
+/// `kv`, the one-process lock and the kill -9 crash test.
+mod kv_cli;
 /// Embedded aggregator + pointer publish/discover between two data dirs.
 mod pointer_cli;
 /// The official state-transition SDK (npm) against our aggregator and client.
 mod pointer_sdk;
+/// Three device processes syncing, with a kill and restart.
+mod sync_cli;

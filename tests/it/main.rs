@@ -9,11 +9,15 @@
 
 mod shared;
 
+/// The OpLog store: convergence, tombstones, pending, rejections, snapshots.
+mod oplog;
 /// Pointer publish/discover against the embedded aggregator (loopback HTTP).
 mod pointer_flow;
 /// Pointer golden vectors (v2 flavour, SDK 3.0.1) and proof verification.
 mod pointer_golden;
 /// Key, value-encryption and envelope known answers.
 mod spec_vectors;
+/// Multi-device sync over TCP loopback, in one process.
+mod sync;
 
 pub(crate) use shared::shared_dir;

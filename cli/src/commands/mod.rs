@@ -3,9 +3,11 @@
 
 mod aggregator;
 mod init;
+mod kv;
 mod mnemonic;
 mod pointer;
 mod status;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -30,6 +32,8 @@ pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
         Command::Mnemonic => mnemonic::run(&data_dir, printer),
         Command::Pointer(cmd) => pointer::run(&data_dir, &cmd, printer),
         Command::Aggregator(args) => aggregator::run(&data_dir, &args, printer),
+        Command::Kv(args) => kv::run(&data_dir, args.command, printer),
+        Command::Sync(args) => sync::run(&data_dir, &args, printer),
     }
 }
 

@@ -326,6 +326,7 @@ impl libp2p::request_response::Codec for CatchupCodec {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests mutate known-length buffers")]
 mod tests {
     use super::*;
     use proptest::prelude::*;

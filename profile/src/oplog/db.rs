@@ -1,0 +1,1271 @@
+//! The SQL side of the OpLog: every query and every write transaction, as functions
+//! over a `rusqlite::Connection`. The store thread ([`super::store`]) owns the
+//! writing connection and the [`Db`] state machine; read-only queries are free
+//! functions that the store thread and the reader connection share.
+//!
+//! Invariants kept here (see [`super::schema`] for the tables): an entry is inserted,
+//! its device's head advanced, its causal context recorded and its operations merged
+//! into `state` in one `BEGIN IMMEDIATE` transaction; the in-memory device cache is
+//! replaced only after that transaction commits.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cid::Cid;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::entry::{
+    self, DeviceId, Draft, Entry, Head, LogKeys, Op, cid_from_digest, decode_ctx, digest_of,
+    encode_ctx,
+};
+use super::error::{Rejected, StoreError};
+use super::{Change, CommittedEntry, Durability, Fork, IngestReport, MAX_PENDING, Origin, Page};
+use super::{Snapshot, SnapshotRow, VersionVector};
+use crate::cipher;
+
+/// AAD prefix of values sealed inline in `state`.
+pub const STATE_AAD: &[u8] = b"sphere-oplog-state-v1";
+
+/// One cached `devices` row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dev {
+    pub(crate) idx: i64,
+    pub(crate) seq: u64,
+    pub(crate) head: Option<[u8; 32]>,
+    pub(crate) floor: u64,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Applies the pragmas every connection uses.
+pub(crate) fn configure(
+    conn: &Connection,
+    durability: Durability,
+    memory: bool,
+) -> rusqlite::Result<()> {
+    if !memory {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "journal_mode is {mode}, not wal"
+            )));
+        }
+    }
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Process => "NORMAL",
+            Durability::PowerLoss => "FULL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// Rebuilds the entry stored at `(idx, seq)` of device `device`.
+fn entry_from_row(
+    keys: &LogKeys,
+    device: DeviceId,
+    seq: u64,
+    row: &rusqlite::Row<'_>,
+    at: usize,
+) -> Result<Entry, StoreError> {
+    let prev: Option<Vec<u8>> = row.get(at)?;
+    let clock: i64 = row.get(at + 1)?;
+    let wall: i64 = row.get(at + 2)?;
+    let ctx: Vec<u8> = row.get(at + 3)?;
+    let body: Vec<u8> = row.get(at + 4)?;
+    let sig: Vec<u8> = row.get(at + 5)?;
+    let corrupt =
+        |what: &str| StoreError::Corrupt(format!("entry {}#{seq}: {what}", hex::encode(device)));
+    let prev = match prev {
+        None => None,
+        Some(p) => Some(cid_from_digest(
+            &p.as_slice()
+                .try_into()
+                .map_err(|_| corrupt("prev digest"))?,
+        )),
+    };
+    Ok(Entry {
+        log_id: *keys.log_id(),
+        device,
+        seq,
+        prev,
+        ctx: decode_ctx(&ctx).map_err(|_| corrupt("ctx"))?,
+        clock: to_u64(clock),
+        wall_ms: to_u64(wall),
+        signer: *keys.public_key(),
+        body,
+        sig: sig
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("signature"))?,
+    })
+}
+
+const ENTRY_COLS: &str = "e.prev, e.clock, e.wall, e.ctx, e.body, e.sig";
+
+/// Loads entry `(dev idx, seq)`.
+fn load_entry(
+    conn: &Connection,
+    keys: &LogKeys,
+    device: DeviceId,
+    idx: i64,
+    seq: u64,
+) -> Result<Option<Entry>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLS} FROM entries e WHERE e.dev = ?1 AND e.seq = ?2"
+    ))?;
+    let mut rows = stmt.query(params![idx, to_i64(seq)])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(entry_from_row(keys, device, seq, row, 0)?)),
+        None => Ok(None),
+    }
+}
+
+fn seal_value(keys: &LogKeys, key: &str, value: &[u8]) -> Vec<u8> {
+    let mut iv = [0u8; cipher::IV_LEN];
+    rand::fill(&mut iv);
+    let mut aad = Vec::with_capacity(STATE_AAD.len() + key.len());
+    aad.extend_from_slice(STATE_AAD);
+    aad.extend_from_slice(key.as_bytes());
+    cipher::encrypt_with_iv(keys.body_key(), &iv, value, &aad)
+}
+
+fn open_value(keys: &LogKeys, key: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut aad = Vec::with_capacity(STATE_AAD.len() + key.len());
+    aad.extend_from_slice(STATE_AAD);
+    aad.extend_from_slice(key.as_bytes());
+    cipher::decrypt_with_aad(keys.body_key(), sealed, &aad)
+        .map_err(|_| StoreError::Corrupt(format!("inline value of {key:?} does not decrypt")))
+}
+
+/// One materialized record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The value, or `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Lamport clock of the winning write.
+    pub clock: u64,
+    /// Device of the winning write.
+    pub device: DeviceId,
+    /// Index of the operation in its entry.
+    pub op: u32,
+    /// Sequence number of the entry holding the write (0 when it came from a
+    /// snapshot).
+    pub seq: u64,
+}
+
+fn record_from_row(
+    conn: &Connection,
+    keys: &LogKeys,
+    key: &str,
+    row: &rusqlite::Row<'_>,
+) -> Result<Record, StoreError> {
+    // Columns: clock, tomb, value, seq, op, dev id, then ENTRY_COLS (NULL if absent).
+    let clock: i64 = row.get(0)?;
+    let tomb: bool = row.get(1)?;
+    let inline: Option<Vec<u8>> = row.get(2)?;
+    let seq: i64 = row.get(3)?;
+    let op: i64 = row.get(4)?;
+    let dev: Vec<u8> = row.get(5)?;
+    let device: DeviceId = dev
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("device id length".into()))?;
+    let op_u = u32::try_from(op).map_err(|_| StoreError::Corrupt("op index".into()))?;
+    let value = if tomb {
+        None
+    } else if let Some(sealed) = inline {
+        Some(open_value(keys, key, &sealed)?)
+    } else {
+        let has_entry: Option<Vec<u8>> = row.get(10)?;
+        if has_entry.is_none() {
+            return Err(StoreError::Corrupt(format!(
+                "{key:?} points at a missing entry"
+            )));
+        }
+        let _ = conn;
+        let e = entry_from_row(keys, device, to_u64(seq), row, 6)?;
+        let ops = e
+            .open_stored(keys)
+            .map_err(|err| StoreError::Corrupt(format!("entry body of {key:?}: {err}")))?;
+        let o = ops
+            .into_iter()
+            .nth(op_u as usize)
+            .ok_or_else(|| StoreError::Corrupt(format!("{key:?} op index out of range")))?;
+        if o.key != key {
+            return Err(StoreError::Corrupt(format!("{key:?} op holds another key")));
+        }
+        o.value
+    };
+    Ok(Record {
+        value,
+        clock: to_u64(clock),
+        device,
+        op: op_u,
+        seq: to_u64(seq),
+    })
+}
+
+const RECORD_SQL: &str = "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
+     e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key \
+     FROM state s JOIN devices d ON d.idx = s.dev \
+     LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq";
+
+/// The record of `key` (tombstones included).
+pub(crate) fn record(
+    conn: &Connection,
+    keys: &LogKeys,
+    key: &str,
+) -> Result<Option<Record>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("{RECORD_SQL} WHERE s.key = ?1"))?;
+    let mut rows = stmt.query(params![key])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(record_from_row(conn, keys, key, row)?)),
+        None => Ok(None),
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`, if any.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        if let Some(n) = (u32::from(c).checked_add(1)).and_then(char::from_u32) {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Live records under `prefix`, by key, at most `limit`, starting after `after`.
+pub(crate) fn scan(
+    conn: &Connection,
+    keys: &LogKeys,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let lo = after.map_or_else(|| prefix.to_owned(), str::to_owned);
+    let lo_op = if after.is_some() { ">" } else { ">=" };
+    let hi = prefix_end(prefix);
+    let sql = format!(
+        "SELECT s.key, s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
+         e.prev, e.clock, e.wall, e.ctx, e.body, e.sig \
+         FROM state s JOIN devices d ON d.idx = s.dev \
+         LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq \
+         WHERE s.key {lo_op} ?1 AND (?2 IS NULL OR s.key < ?2) AND s.tomb = 0 \
+         ORDER BY s.key LIMIT ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![lo, hi, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+    let mut out = Vec::new();
+    // Entries shared by many keys of one batch are decrypted once per scan.
+    let mut cache: HashMap<(DeviceId, u64), Vec<Op>> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(0)?;
+        let inline: Option<Vec<u8>> = row.get(3)?;
+        let value = if let Some(sealed) = inline {
+            open_value(keys, &key, &sealed)?
+        } else {
+            let seq = to_u64(row.get(4)?);
+            let op = usize::try_from(row.get::<_, i64>(5)?).unwrap_or(usize::MAX);
+            let dev: Vec<u8> = row.get(6)?;
+            let device: DeviceId = dev
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("device id length".into()))?;
+            if let std::collections::hash_map::Entry::Vacant(v) = cache.entry((device, seq)) {
+                let e = entry_from_row(keys, device, seq, row, 7)?;
+                v.insert(
+                    e.open_stored(keys)
+                        .map_err(|err| StoreError::Corrupt(format!("entry body: {err}")))?,
+                );
+            }
+            cache
+                .get(&(device, seq))
+                .and_then(|ops| ops.get(op))
+                .and_then(|o| o.value.clone())
+                .ok_or_else(|| StoreError::Corrupt(format!("{key:?} op missing")))?
+        };
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// Every device's highest contiguous sequence number.
+pub(crate) fn version_vector(conn: &Connection) -> Result<VersionVector, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT id, seq FROM devices WHERE seq > 0")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut vv = VersionVector::default();
+    for row in rows {
+        let (id, seq) = row?;
+        if let Ok(d) = DeviceId::try_from(id.as_slice()) {
+            vv.set(d, to_u64(seq));
+        }
+    }
+    Ok(vv)
+}
+
+/// The heads (device, seq, entry id) of every device with entries.
+pub(crate) fn heads(conn: &Connection) -> Result<Vec<(Head, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, seq, head, clock FROM devices WHERE seq > 0 AND head IS NOT NULL ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, seq, head, clock) = row?;
+        let (Ok(device), Ok(digest)) = (
+            DeviceId::try_from(id.as_slice()),
+            <[u8; 32]>::try_from(head.as_slice()),
+        ) else {
+            return Err(StoreError::Corrupt("devices row".into()));
+        };
+        out.push((
+            Head {
+                device,
+                seq: to_u64(seq),
+                id: cid_from_digest(&digest),
+            },
+            to_u64(clock),
+        ));
+    }
+    Ok(out)
+}
+
+/// Entries the holder of `since` lacks, in (device, seq) order, at most `limit`.
+pub(crate) fn entries_since(
+    conn: &Connection,
+    keys: &LogKeys,
+    since: &VersionVector,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    let mut devs = conn.prepare_cached("SELECT idx, id, seq, floor FROM devices ORDER BY id")?;
+    let list: Vec<(i64, Vec<u8>, i64, i64)> = devs
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut page = Page::default();
+    for (idx, id, seq, floor) in list {
+        let Ok(device) = DeviceId::try_from(id.as_slice()) else {
+            continue;
+        };
+        let from = since.get(&device).saturating_add(1);
+        if from > to_u64(seq) {
+            continue;
+        }
+        if from <= to_u64(floor) {
+            return Err(StoreError::Pruned {
+                device: hex::encode(device),
+                floor: to_u64(floor),
+                from,
+            });
+        }
+        if page.entries.len() >= limit {
+            page.more = true;
+            break;
+        }
+        let room = limit.saturating_sub(page.entries.len());
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT e.seq, {ENTRY_COLS} FROM entries e WHERE e.dev = ?1 AND e.seq >= ?2 ORDER BY e.seq LIMIT ?3"
+        ))?;
+        let mut rows = stmt.query(params![
+            idx,
+            to_i64(from),
+            i64::try_from(room).unwrap_or(i64::MAX)
+        ])?;
+        let mut last = from.saturating_sub(1);
+        while let Some(row) = rows.next()? {
+            let s = to_u64(row.get(0)?);
+            let e = entry_from_row(keys, device, s, row, 1)?;
+            page.entries.push(e.encode());
+            last = s;
+        }
+        if last < to_u64(seq) {
+            page.more = true;
+            break;
+        }
+    }
+    Ok(page)
+}
+
+/// SHA-256 over the live and tombstoned state, in key order: equal iff two stores
+/// hold the same records (key, clock, device, value | tombstone).
+pub(crate) fn state_digest(conn: &Connection, keys: &LogKeys) -> Result<[u8; 32], StoreError> {
+    use sha2::{Digest, Sha256};
+    let rows = export_rows(conn, keys)?;
+    let mut h = Sha256::new();
+    for r in rows {
+        h.update((r.key.len() as u64).to_be_bytes());
+        h.update(r.key.as_bytes());
+        h.update(r.clock.to_be_bytes());
+        h.update(r.device);
+        h.update(r.op.to_be_bytes());
+        match &r.value {
+            None => h.update([0u8]),
+            Some(v) => {
+                h.update([1u8]);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(v);
+            }
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// Every state row with its value, in key order.
+pub(crate) fn export_rows(
+    conn: &Connection,
+    keys: &LogKeys,
+) -> Result<Vec<SnapshotRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("{RECORD_SQL} ORDER BY s.key"))?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    let mut cache: HashMap<(DeviceId, u64), Vec<Op>> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(12)?;
+        // Decrypt each entry once even when it holds many winning keys.
+        let tomb: bool = row.get(1)?;
+        let inline: Option<Vec<u8>> = row.get(2)?;
+        let seq = to_u64(row.get(3)?);
+        let op = u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX);
+        let dev: Vec<u8> = row.get(5)?;
+        let device: DeviceId = dev
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("device id length".into()))?;
+        let value = if tomb {
+            None
+        } else if let Some(sealed) = inline {
+            Some(open_value(keys, &key, &sealed)?)
+        } else {
+            if let std::collections::hash_map::Entry::Vacant(v) = cache.entry((device, seq)) {
+                let e = entry_from_row(keys, device, seq, row, 6)?;
+                v.insert(
+                    e.open_stored(keys)
+                        .map_err(|err| StoreError::Corrupt(format!("entry body: {err}")))?,
+                );
+            }
+            let v = cache
+                .get(&(device, seq))
+                .and_then(|ops| ops.get(op as usize))
+                .ok_or_else(|| StoreError::Corrupt(format!("{key:?} op missing")))?;
+            if v.key != key {
+                return Err(StoreError::Corrupt(format!("{key:?} op holds another key")));
+            }
+            v.value.clone()
+        };
+        out.push(SnapshotRow {
+            clock: to_u64(row.get(0)?),
+            device,
+            op,
+            value,
+            key,
+        });
+    }
+    Ok(out)
+}
+
+/// The writer side: owns the connection and the device cache.
+pub(crate) struct Db {
+    pub(crate) conn: Connection,
+    pub(crate) keys: LogKeys,
+    me: DeviceId,
+    devices: HashMap<DeviceId, Dev>,
+    by_idx: HashMap<i64, DeviceId>,
+    lamport: u64,
+}
+
+/// What happened to one remote entry.
+enum Outcome {
+    Applied(CommittedEntry),
+    Duplicate,
+    Pending,
+}
+
+impl Db {
+    /// Prepares the database for `keys` and `me` (schema, meta, own device row) and
+    /// applies whatever the pending table can now resolve.
+    pub(crate) fn init(
+        mut conn: Connection,
+        keys: LogKeys,
+        me: DeviceId,
+    ) -> Result<(Self, Vec<Change>), super::error::OpenError> {
+        use super::error::OpenError;
+        let path = conn.path().unwrap_or(":memory:").to_owned();
+        let sql = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let found = super::schema::version(&conn).map_err(sql)?;
+        if found > super::schema::SCHEMA_VERSION {
+            return Err(OpenError::NewerSchema {
+                found,
+                supported: super::schema::SCHEMA_VERSION,
+            });
+        }
+        super::schema::migrate(&mut conn).map_err(sql)?;
+        {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let get = |k: &str| -> rusqlite::Result<Option<Vec<u8>>> {
+                tx.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
+                    .optional()
+            };
+            match get("log_id").map_err(sql)? {
+                Some(l) if l != keys.log_id() => {
+                    return Err(OpenError::ForeignLog {
+                        found: hex::encode(l),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    tx.execute(
+                        "INSERT INTO meta (k, v) VALUES ('log_id', ?1)",
+                        [keys.log_id().as_slice()],
+                    )
+                    .map_err(sql)?;
+                }
+            }
+            match get("device").map_err(sql)? {
+                Some(d) if d != me => {
+                    return Err(OpenError::DeviceMismatch {
+                        found: hex::encode(d),
+                        given: hex::encode(me),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    tx.execute(
+                        "INSERT INTO meta (k, v) VALUES ('device', ?1)",
+                        [me.as_slice()],
+                    )
+                    .map_err(sql)?;
+                }
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO devices (id) VALUES (?1)",
+                [me.as_slice()],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+        }
+        let mut db = Self {
+            conn,
+            keys,
+            me,
+            devices: HashMap::new(),
+            by_idx: HashMap::new(),
+            lamport: 0,
+        };
+        db.load_devices().map_err(|e| match e {
+            StoreError::Sqlite(source) => sql(source),
+            other => sql(rusqlite::Error::InvalidParameterName(other.to_string())),
+        })?;
+        let changes = db.resolve_all_pending().map_err(|e| match e {
+            StoreError::Sqlite(source) => sql(source),
+            other => sql(rusqlite::Error::InvalidParameterName(other.to_string())),
+        })?;
+        Ok((db, changes))
+    }
+
+    fn load_devices(&mut self) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT idx, id, seq, head, clock, floor FROM devices")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<Vec<u8>>>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        self.devices.clear();
+        self.by_idx.clear();
+        self.lamport = 0;
+        for row in rows {
+            let (idx, id, seq, head, clock, floor) = row?;
+            let device = DeviceId::try_from(id.as_slice())
+                .map_err(|_| StoreError::Corrupt("device id length".into()))?;
+            let head = match head {
+                Some(h) => Some(
+                    <[u8; 32]>::try_from(h.as_slice())
+                        .map_err(|_| StoreError::Corrupt("head digest length".into()))?,
+                ),
+                None => None,
+            };
+            self.devices.insert(
+                device,
+                Dev {
+                    idx,
+                    seq: to_u64(seq),
+                    head,
+                    floor: to_u64(floor),
+                },
+            );
+            self.by_idx.insert(idx, device);
+            self.lamport = self.lamport.max(to_u64(clock));
+        }
+        Ok(())
+    }
+
+    /// Reloads the device cache after a failed transaction.
+    fn rollback_cache(&mut self) {
+        if let Err(e) = self.load_devices() {
+            tracing::error!(error = %e, "cannot reload the device cache after a rollback");
+        }
+    }
+
+    fn device_idx(
+        conn: &Connection,
+        devices: &mut HashMap<DeviceId, Dev>,
+        by_idx: &mut HashMap<i64, DeviceId>,
+        d: DeviceId,
+    ) -> Result<Dev, StoreError> {
+        if let Some(dev) = devices.get(&d) {
+            return Ok(*dev);
+        }
+        conn.prepare_cached("INSERT INTO devices (id) VALUES (?1)")?
+            .execute([d.as_slice()])?;
+        let dev = Dev {
+            idx: conn.last_insert_rowid(),
+            seq: 0,
+            head: None,
+            floor: 0,
+        };
+        devices.insert(d, dev);
+        by_idx.insert(dev.idx, d);
+        Ok(dev)
+    }
+
+    /// Inserts a verified entry that extends its device's chain and merges its ops.
+    fn apply(&mut self, e: &Entry, ops: &[Op], digest: [u8; 32]) -> Result<(), StoreError> {
+        let dev = Self::device_idx(&self.conn, &mut self.devices, &mut self.by_idx, e.device)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO entries (dev, seq, prev, clock, wall, ctx, body, sig) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                dev.idx,
+                to_i64(e.seq),
+                e.prev.as_ref().map(|p| digest_of(p).to_vec()),
+                to_i64(e.clock),
+                to_i64(e.wall_ms),
+                encode_ctx(&e.ctx),
+                e.body,
+                e.sig.as_slice(),
+            ])?;
+        self.conn
+            .prepare_cached("UPDATE devices SET seq = ?2, head = ?3, clock = ?4 WHERE idx = ?1")?
+            .execute(params![
+                dev.idx,
+                to_i64(e.seq),
+                digest.as_slice(),
+                to_i64(e.clock)
+            ])?;
+        let updated = Dev {
+            seq: e.seq,
+            head: Some(digest),
+            ..dev
+        };
+        self.devices.insert(e.device, updated);
+        for h in &e.ctx {
+            let subject =
+                Self::device_idx(&self.conn, &mut self.devices, &mut self.by_idx, h.device)?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO seen (observer, subject, seq) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (observer, subject) DO UPDATE SET seq = max(seq, excluded.seq)",
+                )?
+                .execute(params![dev.idx, subject.idx, to_i64(h.seq)])?;
+        }
+        self.lamport = self.lamport.max(e.clock);
+        for (i, op) in ops.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            self.merge(
+                &op.key,
+                e.clock,
+                e.device,
+                dev.idx,
+                e.seq,
+                i,
+                op.value.is_none(),
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Last-writer-wins merge of one write into `state`: it wins iff its
+    /// `(clock, device id, op)` is greater than the current row's.
+    #[expect(clippy::too_many_arguments, reason = "one row's columns")]
+    fn merge(
+        &self,
+        key: &str,
+        clock: u64,
+        device: DeviceId,
+        idx: i64,
+        seq: u64,
+        op: u32,
+        tomb: bool,
+        inline: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let current: Option<(i64, i64, i64)> = self
+            .conn
+            .prepare_cached("SELECT clock, dev, op FROM state WHERE key = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((c, d, o)) = current {
+            let cur_dev = self.by_idx.get(&d).copied().unwrap_or([0; 8]);
+            if (clock, device, op) <= (to_u64(c), cur_dev, u32::try_from(o).unwrap_or(0)) {
+                return Ok(false);
+            }
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO state (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![key, to_i64(clock), idx, to_i64(seq), op, tomb, inline])?;
+        Ok(true)
+    }
+
+    /// Commits one local entry holding `ops`; durable when this returns `Ok`.
+    pub(crate) fn write_local(&mut self, ops: &[Op]) -> Result<CommittedEntry, StoreError> {
+        let r = self.write_local_tx(ops);
+        if r.is_err() {
+            self.rollback_cache();
+        }
+        r
+    }
+
+    fn write_local_tx(&mut self, ops: &[Op]) -> Result<CommittedEntry, StoreError> {
+        let me = self
+            .devices
+            .get(&self.me)
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt("own device row missing".into()))?;
+        let ctx: Vec<Head> = {
+            let mut v: Vec<Head> = self
+                .devices
+                .iter()
+                .filter(|(d, dev)| **d != self.me && dev.seq > 0)
+                .filter_map(|(d, dev)| {
+                    dev.head.map(|h| Head {
+                        device: *d,
+                        seq: dev.seq,
+                        id: cid_from_digest(&h),
+                    })
+                })
+                .collect();
+            v.sort();
+            v.truncate(entry::MAX_CTX);
+            v
+        };
+        let draft = Draft {
+            device: self.me,
+            seq: me.seq.saturating_add(1),
+            prev: me.head.map(|h| cid_from_digest(&h)),
+            ctx,
+            clock: self.lamport.saturating_add(1),
+            wall_ms: now_ms(),
+        };
+        let e = Entry::seal(&self.keys, draft, ops)?;
+        let bytes = e.encode();
+        let id = entry::cid_of(&bytes);
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let r = self.apply(&e, ops, digest_of(&id));
+        match r {
+            Ok(()) => self.conn.execute_batch("COMMIT")?,
+            Err(err) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(err);
+            }
+        }
+        Ok(CommittedEntry {
+            id,
+            device: e.device,
+            seq: e.seq,
+            clock: e.clock,
+            origin: Origin::Local,
+            keys: ops.iter().map(|o| o.key.clone()).collect(),
+            bytes,
+        })
+    }
+
+    /// Applies verified remote entries (with their opened ops) in one transaction.
+    pub(crate) fn ingest(
+        &mut self,
+        items: Vec<(usize, Entry, Vec<Op>, Cid)>,
+        report: &mut IngestReport,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let mut local_changes = Vec::new();
+        let mut local_report = IngestReport::default();
+        let mut err = None;
+        for (i, e, ops, id) in items {
+            match self.ingest_one(&e, &ops, id, &mut local_changes) {
+                Ok(Outcome::Applied(c)) => {
+                    local_report.applied.push(c.id);
+                    local_changes.push(Change::Entry(std::sync::Arc::new(c)));
+                    if let Err(x) =
+                        self.resolve_pending(e.device, &mut local_report, &mut local_changes)
+                    {
+                        err = Some(x);
+                        break;
+                    }
+                }
+                Ok(Outcome::Duplicate) => local_report.duplicates.push(id),
+                Ok(Outcome::Pending) => local_report.pending.push(id),
+                Err(IngestErr::Rejected(r)) => local_report.rejected.push((i, r)),
+                Err(IngestErr::Store(x)) => {
+                    err = Some(x);
+                    break;
+                }
+            }
+        }
+        if let Some(x) = err {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.rollback_cache();
+            return Err(x);
+        }
+        if let Err(x) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.rollback_cache();
+            return Err(x.into());
+        }
+        report.merge(local_report);
+        changes.extend(local_changes);
+        Ok(())
+    }
+
+    fn ingest_one(
+        &mut self,
+        e: &Entry,
+        ops: &[Op],
+        id: Cid,
+        changes: &mut Vec<Change>,
+    ) -> Result<Outcome, IngestErr> {
+        let dev = self.devices.get(&e.device).copied();
+        let (seq, head, floor, idx) = dev.map_or((0, None, 0, None), |d| {
+            (d.seq, d.head, d.floor, Some(d.idx))
+        });
+        let hexdev = hex::encode(e.device);
+        if e.seq <= seq {
+            if e.seq == seq && head == Some(digest_of(&id)) {
+                return Ok(Outcome::Duplicate);
+            }
+            let existing = match idx {
+                Some(idx) if e.seq > floor => {
+                    load_entry(&self.conn, &self.keys, e.device, idx, e.seq)?.map(|x| x.id())
+                }
+                _ => None,
+            };
+            let Some(existing) = existing else {
+                if e.seq == seq
+                    && let Some(h) = head
+                {
+                    return Err(self.fork(hexdev, e.seq, cid_from_digest(&h), id, changes));
+                }
+                return Err(IngestErr::Rejected(Rejected::BelowFloor {
+                    device: hexdev,
+                    seq: e.seq,
+                    floor,
+                }));
+            };
+            if existing == id {
+                return Ok(Outcome::Duplicate);
+            }
+            return Err(self.fork(hexdev, e.seq, existing, id, changes));
+        }
+        if e.seq == seq.saturating_add(1) {
+            let prev_ok = match (e.prev, head) {
+                (None, None) => true,
+                (Some(p), Some(h)) => digest_of(&p) == h,
+                _ => false,
+            };
+            if !prev_ok {
+                let existing = head.map_or(id, |h| cid_from_digest(&h));
+                let incoming = e.prev.unwrap_or(id);
+                return Err(self.fork(hexdev, seq, existing, incoming, changes));
+            }
+            self.apply(e, ops, digest_of(&id))?;
+            return Ok(Outcome::Applied(CommittedEntry {
+                id,
+                device: e.device,
+                seq: e.seq,
+                clock: e.clock,
+                origin: Origin::Remote,
+                keys: ops.iter().map(|o| o.key.clone()).collect(),
+                bytes: e.encode(),
+            }));
+        }
+        // A gap: keep it until its predecessor arrives.
+        let bytes = e.encode();
+        let existing: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT bytes FROM pending WHERE dev = ?1 AND seq = ?2")?
+            .query_row(params![e.device.as_slice(), to_i64(e.seq)], |r| r.get(0))
+            .optional()?;
+        if let Some(old) = existing {
+            if old == bytes {
+                return Ok(Outcome::Pending);
+            }
+            return Err(self.fork(hexdev, e.seq, entry::cid_of(&old), id, changes));
+        }
+        let count: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM pending")?
+            .query_row([], |r| r.get(0))?;
+        if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_PENDING {
+            return Err(IngestErr::Rejected(Rejected::PendingFull {
+                max: MAX_PENDING,
+            }));
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO pending (dev, seq, bytes, received) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                e.device.as_slice(),
+                to_i64(e.seq),
+                bytes,
+                to_i64(now_ms())
+            ])?;
+        Ok(Outcome::Pending)
+    }
+
+    fn fork(
+        &self,
+        device: String,
+        seq: u64,
+        existing: Cid,
+        incoming: Cid,
+        changes: &mut Vec<Change>,
+    ) -> IngestErr {
+        tracing::warn!(%device, seq, %existing, %incoming, "fork detected in the OpLog");
+        let fork = Fork {
+            device,
+            seq,
+            existing,
+            incoming,
+        };
+        changes.push(Change::Fork(std::sync::Arc::new(fork.clone())));
+        IngestErr::Rejected(Rejected::Fork(Box::new(fork)))
+    }
+
+    /// Applies pending entries of `device` that now extend its chain.
+    fn resolve_pending(
+        &mut self,
+        device: DeviceId,
+        report: &mut IngestReport,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let Some(dev) = self.devices.get(&device).copied() else {
+                return Ok(());
+            };
+            self.conn
+                .prepare_cached("DELETE FROM pending WHERE dev = ?1 AND seq <= ?2")?
+                .execute(params![device.as_slice(), to_i64(dev.seq)])?;
+            let next = dev.seq.saturating_add(1);
+            let bytes: Option<Vec<u8>> = self
+                .conn
+                .prepare_cached("SELECT bytes FROM pending WHERE dev = ?1 AND seq = ?2")?
+                .query_row(params![device.as_slice(), to_i64(next)], |r| r.get(0))
+                .optional()?;
+            let Some(bytes) = bytes else {
+                return Ok(());
+            };
+            self.conn
+                .prepare_cached("DELETE FROM pending WHERE dev = ?1 AND seq = ?2")?
+                .execute(params![device.as_slice(), to_i64(next)])?;
+            // Verified when it was stored; decode and open again (cheap, and it keeps
+            // a damaged row from being applied).
+            let parsed = entry::decode_verified(&bytes, &self.keys).and_then(|e| {
+                e.open(&self.keys)
+                    .map(|ops| (e, ops))
+                    .map_err(Rejected::Malformed)
+            });
+            let (e, ops) = match parsed {
+                Ok(x) => x,
+                Err(r) => {
+                    tracing::warn!(error = %r, "dropping an unreadable pending entry");
+                    continue;
+                }
+            };
+            let id = entry::cid_of(&bytes);
+            match self.ingest_one(&e, &ops, id, changes) {
+                Ok(Outcome::Applied(c)) => {
+                    report.applied.push(c.id);
+                    changes.push(Change::Entry(std::sync::Arc::new(c)));
+                }
+                Ok(Outcome::Duplicate | Outcome::Pending) => {}
+                Err(IngestErr::Rejected(r)) => {
+                    tracing::warn!(error = %r, "pending entry rejected");
+                    return Ok(());
+                }
+                Err(IngestErr::Store(x)) => return Err(x),
+            }
+        }
+    }
+
+    /// Resolves every device's pending chain (at open).
+    fn resolve_all_pending(&mut self) -> Result<Vec<Change>, StoreError> {
+        let waiting: Vec<Vec<u8>> = self
+            .conn
+            .prepare("SELECT DISTINCT dev FROM pending")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut changes = Vec::new();
+        if waiting.is_empty() {
+            return Ok(changes);
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let mut report = IngestReport::default();
+        for d in waiting {
+            if let Ok(device) = DeviceId::try_from(d.as_slice())
+                && let Err(e) = self.resolve_pending(device, &mut report, &mut changes)
+            {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.rollback_cache();
+                return Err(e);
+            }
+        }
+        self.conn.execute_batch("COMMIT")?;
+        Ok(changes)
+    }
+
+    /// Merges a snapshot: LWW rows (values sealed inline) and the heads it covers.
+    pub(crate) fn import(&mut self, snap: &Snapshot) -> Result<(usize, Vec<Change>), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let r = self.import_tx(snap);
+        match r {
+            Ok(n) => {
+                self.conn.execute_batch("COMMIT")?;
+                let mut changes = Vec::new();
+                let mut report = IngestReport::default();
+                // Entries waiting for what the snapshot covers can go now.
+                self.conn.execute_batch("BEGIN IMMEDIATE")?;
+                let devices: Vec<DeviceId> = self.devices.keys().copied().collect();
+                for d in devices {
+                    if let Err(e) = self.resolve_pending(d, &mut report, &mut changes) {
+                        let _ = self.conn.execute_batch("ROLLBACK");
+                        self.rollback_cache();
+                        return Err(e);
+                    }
+                }
+                self.conn.execute_batch("COMMIT")?;
+                Ok((n, changes))
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.rollback_cache();
+                Err(e)
+            }
+        }
+    }
+
+    fn import_tx(&mut self, snap: &Snapshot) -> Result<usize, StoreError> {
+        for (h, clock) in &snap.heads {
+            let dev = Self::device_idx(&self.conn, &mut self.devices, &mut self.by_idx, h.device)?;
+            if dev.seq >= h.seq {
+                continue;
+            }
+            self.conn
+                .prepare_cached(
+                    "UPDATE devices SET seq = ?2, head = ?3, clock = ?4, floor = ?2 WHERE idx = ?1",
+                )?
+                .execute(params![
+                    dev.idx,
+                    to_i64(h.seq),
+                    digest_of(&h.id).as_slice(),
+                    to_i64(*clock)
+                ])?;
+            self.devices.insert(
+                h.device,
+                Dev {
+                    seq: h.seq,
+                    head: Some(digest_of(&h.id)),
+                    floor: h.seq,
+                    ..dev
+                },
+            );
+            self.lamport = self.lamport.max(*clock);
+        }
+        let mut won = 0;
+        for row in &snap.rows {
+            let dev =
+                Self::device_idx(&self.conn, &mut self.devices, &mut self.by_idx, row.device)?;
+            let inline = row
+                .value
+                .as_ref()
+                .map(|v| seal_value(&self.keys, &row.key, v));
+            if self.merge(
+                &row.key,
+                row.clock,
+                row.device,
+                dev.idx,
+                0,
+                row.op,
+                row.value.is_none(),
+                inline,
+            )? {
+                won += 1;
+            }
+            self.lamport = self.lamport.max(row.clock);
+        }
+        Ok(won)
+    }
+
+    /// Deletes entries every known device has passed, sealing still-winning values
+    /// into `state` first. Returns how many entries were removed.
+    pub(crate) fn prune(&mut self) -> Result<u64, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match self.prune_tx() {
+            Ok(n) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.rollback_cache();
+                Err(e)
+            }
+        }
+    }
+
+    fn prune_tx(&mut self) -> Result<u64, StoreError> {
+        let mut seen: HashMap<(i64, i64), u64> = HashMap::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT observer, subject, seq FROM seen")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (o, s, q) = row?;
+                seen.insert((o, s), to_u64(q));
+            }
+        }
+        let me_idx = self.devices.get(&self.me).map(|d| d.idx);
+        let all: Vec<(DeviceId, Dev)> = self.devices.iter().map(|(d, v)| (*d, *v)).collect();
+        let mut removed = 0u64;
+        for (device, dev) in &all {
+            // What every other known device has passed; we know our own position.
+            let mut floor = dev.seq;
+            for (other, odev) in &all {
+                if other == device || Some(odev.idx) == me_idx {
+                    continue;
+                }
+                floor = floor.min(seen.get(&(odev.idx, dev.idx)).copied().unwrap_or(0));
+            }
+            if floor <= dev.floor {
+                continue;
+            }
+            // Seal still-winning values held by the entries about to go.
+            let live: Vec<(String, i64, i64)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT key, seq, op FROM state WHERE dev = ?1 AND seq > 0 AND seq <= ?2 AND tomb = 0 AND value IS NULL",
+                )?
+                .query_map(params![dev.idx, to_i64(floor)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut cache: BTreeMap<i64, Vec<Op>> = BTreeMap::new();
+            for (key, seq, op) in live {
+                if let std::collections::btree_map::Entry::Vacant(v) = cache.entry(seq) {
+                    let e = load_entry(&self.conn, &self.keys, *device, dev.idx, to_u64(seq))?
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!("{key:?} points at a missing entry"))
+                        })?;
+                    v.insert(
+                        e.open_stored(&self.keys)
+                            .map_err(|err| StoreError::Corrupt(err.to_string()))?,
+                    );
+                }
+                let value = cache
+                    .get(&seq)
+                    .and_then(|ops| ops.get(usize::try_from(op).unwrap_or(usize::MAX)))
+                    .and_then(|o| o.value.clone())
+                    .ok_or_else(|| StoreError::Corrupt(format!("{key:?} op missing")))?;
+                self.conn
+                    .prepare_cached("UPDATE state SET value = ?2 WHERE key = ?1")?
+                    .execute(params![key, seal_value(&self.keys, &key, &value)])?;
+            }
+            let n = self
+                .conn
+                .prepare_cached("DELETE FROM entries WHERE dev = ?1 AND seq <= ?2")?
+                .execute(params![dev.idx, to_i64(floor)])?;
+            removed = removed.saturating_add(n as u64);
+            self.conn
+                .prepare_cached("UPDATE devices SET floor = ?2 WHERE idx = ?1")?
+                .execute(params![dev.idx, to_i64(floor)])?;
+            self.devices.insert(*device, Dev { floor, ..*dev });
+        }
+        Ok(removed)
+    }
+}
+
+/// Internal split of ingest failures: a rejection of one entry, or a store error
+/// that aborts the transaction.
+enum IngestErr {
+    Rejected(Rejected),
+    Store(StoreError),
+}
+
+impl From<StoreError> for IngestErr {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<rusqlite::Error> for IngestErr {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_string() {
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end("").as_deref(), None);
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+    }
+}

@@ -1,0 +1,229 @@
+//! The OpLog's SQLite schema and its migrations.
+//!
+//! The schema version is `PRAGMA user_version`; [`migrate`] runs every numbered
+//! migration `m00N_…` above it, each in its own `BEGIN IMMEDIATE` transaction, and
+//! refuses a database newer than [`SCHEMA_VERSION`].
+//!
+//! # Tables (version 1)
+//!
+//! * **`meta(k TEXT PK, v BLOB)`** — one row per setting: `log_id` (32 bytes, the
+//!   wallet's log; a store refuses to open a database of another log) and `device`
+//!   (8 bytes, this store's device id).
+//! * **`devices(idx INTEGER PK, id BLOB UNIQUE, seq, head, clock, floor)`** — one row
+//!   per device ever seen; `idx` is a local small number used in the other tables
+//!   instead of the 8-byte id. `seq` is the highest *contiguous* applied sequence
+//!   number (0 = none) — together the rows are the version vector. `head` is the
+//!   32-byte sha2-256 digest of entry `seq` (NULL iff `seq = 0`), `clock` that entry's
+//!   Lamport clock. `floor`: entries with `seq ≤ floor` may be absent from `entries`
+//!   (pruned, or covered by an imported snapshot); `floor ≤ seq`.
+//! * **`entries(dev, seq, prev, clock, wall, ctx, body, sig)` PK `(dev, seq)`,
+//!   WITHOUT ROWID** — one row per applied entry, its fields as columns: `prev` is
+//!   the previous entry's 32-byte digest (NULL for seq 1), `ctx` the canonical CBOR
+//!   of the causal-context array, `body` nonce ‖ ciphertext ‖ tag, `sig` 65 bytes.
+//!   The log id and signer key are those of `meta` and are not repeated; the entry's
+//!   exact bytes are re-encoded from the row (the encoding is canonical, so they are
+//!   identical, and the id is their CID). Invariant: for every device, rows exist for
+//!   every `seq` in `floor+1 ..= devices.seq` and for no higher `seq`; row `seq`'s
+//!   `prev` is the digest of row `seq − 1`.
+//! * **`pending(dev BLOB, seq, bytes, received)` PK `(dev, seq)`, WITHOUT ROWID** —
+//!   verified remote entries whose predecessor is missing (`seq > devices.seq + 1`),
+//!   as received. Each is applied (and deleted) in the transaction that applies its
+//!   predecessor; at most [`crate::oplog::MAX_PENDING`] rows.
+//! * **`state(key TEXT PK, clock, dev, seq, op, tomb, value)`, WITHOUT ROWID** — the
+//!   materialized last-writer-wins map, one row per key ever written. The winning
+//!   write is operation `op` of entry `(dev, seq)` with Lamport clock `clock`; writes
+//!   are ordered by `(clock, devices.id, op)`. `tomb = 1` marks a delete. `value` is
+//!   NULL while the value can be read from the entry's body; it holds the value
+//!   sealed under the body key (nonce ‖ ct ‖ tag, AAD `sphere-oplog-state-v1` ‖ key)
+//!   once the entry is pruned or when the row came from a snapshot (then `seq = 0`).
+//!   Updated in the same transaction as the entry insert.
+//! * **`seen(observer, subject, seq)` PK `(observer, subject)`, WITHOUT ROWID** — the
+//!   highest `subject` sequence number device `observer` declared in a causal
+//!   context: what every known device has passed, for pruning.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The newest schema version this code writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// What one migration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrated {
+    /// Already at or past this version.
+    Skipped,
+    /// Applied.
+    Applied,
+}
+
+fn m001_initial(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS devices (
+             idx   INTEGER PRIMARY KEY,
+             id    BLOB NOT NULL UNIQUE,
+             seq   INTEGER NOT NULL DEFAULT 0,
+             head  BLOB,
+             clock INTEGER NOT NULL DEFAULT 0,
+             floor INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE IF NOT EXISTS entries (
+             dev   INTEGER NOT NULL,
+             seq   INTEGER NOT NULL,
+             prev  BLOB,
+             clock INTEGER NOT NULL,
+             wall  INTEGER NOT NULL,
+             ctx   BLOB NOT NULL,
+             body  BLOB NOT NULL,
+             sig   BLOB NOT NULL,
+             PRIMARY KEY (dev, seq)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS pending (
+             dev      BLOB NOT NULL,
+             seq      INTEGER NOT NULL,
+             bytes    BLOB NOT NULL,
+             received INTEGER NOT NULL,
+             PRIMARY KEY (dev, seq)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS state (
+             key   TEXT PRIMARY KEY,
+             clock INTEGER NOT NULL,
+             dev   INTEGER NOT NULL,
+             seq   INTEGER NOT NULL,
+             op    INTEGER NOT NULL,
+             tomb  INTEGER NOT NULL,
+             value BLOB) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS seen (
+             observer INTEGER NOT NULL,
+             subject  INTEGER NOT NULL,
+             seq      INTEGER NOT NULL,
+             PRIMARY KEY (observer, subject)) WITHOUT ROWID;",
+    )
+}
+
+type Migration = fn(&Connection) -> rusqlite::Result<()>;
+
+/// Every migration, in order; index + 1 is the version it produces.
+const MIGRATIONS: &[Migration] = &[m001_initial];
+
+/// The database's schema version.
+pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]. Returns what each migration did, or
+/// `Err(found)` through the caller's check when the database is newer.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Vec<Migrated>> {
+    let mut report = Vec::with_capacity(MIGRATIONS.len());
+    for (i, m) in MIGRATIONS.iter().enumerate() {
+        let target = i64::try_from(i).unwrap_or(i64::MAX).saturating_add(1);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if version(&tx)? >= target {
+            report.push(Migrated::Skipped);
+            continue;
+        }
+        m(&tx)?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+        report.push(Migrated::Applied);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_are_idempotent() {
+        let mut c = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Applied]);
+        assert_eq!(version(&c).unwrap(), SCHEMA_VERSION);
+        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Skipped]);
+        // Re-running the migration body itself changes nothing.
+        m001_initial(&c).unwrap();
+        let tables: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 6);
+    }
+
+    use crate::keys::WalletKeys;
+    use crate::oplog::{Store, StoreConfig};
+    use crate::secret::Secret32;
+
+    fn fixture_keys() -> WalletKeys {
+        WalletKeys::from_address_key(&Secret32::new([42; 32])).unwrap()
+    }
+
+    fn fixture(version: i64) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(format!("oplog-v{version}.db"))
+    }
+
+    /// Writes `profile/tests/fixtures/oplog-v1.db` (run once per schema version with
+    /// `--ignored`; the file is committed and never rewritten afterwards).
+    #[test]
+    #[ignore = "generates the committed fixture"]
+    fn write_v1_fixture() {
+        let path = fixture(1);
+        let _ = std::fs::remove_file(&path);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let k = fixture_keys();
+            let other = Store::in_memory(&k.oplog, [0xbb; 8], StoreConfig::default()).unwrap();
+            for i in 0..3u8 {
+                other.put(format!("b{i}"), vec![i]).await.unwrap();
+            }
+            let page = other
+                .entries_since(&crate::oplog::VersionVector::default(), 10)
+                .await
+                .unwrap();
+            let s = Store::open(&path, &k.oplog, [0xaa; 8], StoreConfig::default()).unwrap();
+            s.put("a", b"1".to_vec()).await.unwrap();
+            s.put_batch([("c1", b"x".to_vec()), ("c2", b"y".to_vec())])
+                .await
+                .unwrap();
+            s.delete("c1").await.unwrap();
+            // Entries 1 and 3 of the other device: 3 stays pending.
+            let r = s
+                .ingest(vec![page.entries[0].clone(), page.entries[2].clone()])
+                .await
+                .unwrap();
+            assert_eq!((r.applied.len(), r.pending.len()), (1, 1));
+            s.vacuum().await.unwrap();
+            s.shutdown().await.unwrap();
+        });
+        let _ = std::fs::remove_file(path.with_extension("db-wal"));
+        let _ = std::fs::remove_file(path.with_extension("db-shm"));
+    }
+
+    /// Every past schema version opens and reads the same (only version 1 exists).
+    #[test]
+    fn opens_the_v1_fixture() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("profile.db");
+        std::fs::copy(fixture(1), &path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let k = fixture_keys();
+            let s = Store::open(&path, &k.oplog, [0xaa; 8], StoreConfig::default()).unwrap();
+            assert_eq!(s.get("a").await.unwrap(), Some(b"1".to_vec()));
+            assert_eq!(s.get("c1").await.unwrap(), None);
+            assert_eq!(s.get("c2").await.unwrap(), Some(b"y".to_vec()));
+            assert_eq!(s.get("b0").await.unwrap(), Some(vec![0]));
+            let vv = s.version_vector().await.unwrap();
+            assert_eq!((vv.get(&[0xaa; 8]), vv.get(&[0xbb; 8])), (3, 1));
+            assert!(s.integrity_check().await.unwrap().is_empty());
+            // The pending entry (seq 3 of the other device) is still waiting.
+            assert_eq!(s.get("b2").await.unwrap(), None);
+            let sealed = s.export_snapshot().await.unwrap();
+            assert_eq!(sealed.rows.len(), 4);
+        });
+    }
+}

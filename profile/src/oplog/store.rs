@@ -1,0 +1,612 @@
+//! [`Store`]: the OpLog handle. One store thread owns the writing SQLite
+//! connection; the handle sends it commands over a bounded channel, each with a
+//! oneshot reply.
+//!
+//! **Group commit.** When the thread picks up a write it also drains every write
+//! already queued behind it (up to [`MAX_OPS`] operations and the body limit) and
+//! commits them as *one* entry in *one* `BEGIN IMMEDIATE` transaction; every caller's
+//! future resolves after that commit. Concurrent writers thus share the signature, the
+//! entry overhead and the commit. If a group fails, its writes are retried one by one
+//! so each caller gets its own outcome.
+//!
+//! **Reads** (`get`, `scan`, version vectors, catch-up pages) of a file store run on a
+//! second, read-only connection in the caller's thread (WAL readers never block the
+//! writer and see every committed write); an in-memory store has one connection and
+//! sends reads to its thread.
+//!
+//! Every `async` method is cancel-safe in the sense that dropping its future never
+//! corrupts the store; a write whose future is dropped after it was queued may still
+//! commit.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use cid::Cid;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::db::{self, Db, Record};
+use super::entry::{self, DeviceId, LogKeys, MAX_BODY_PLAINTEXT, MAX_OPS, Op};
+use super::error::{DecodeError, OpenError, StoreError};
+use super::{
+    CHANGE_CAP, COMMAND_CAP, Change, Durability, IngestReport, MAX_INGEST, MAX_PAGE, Page,
+    Snapshot, VersionVector,
+};
+use crate::datadir::DataDir;
+use crate::keys::OplogKeys;
+
+/// Store settings. Defaults: [`Durability::Process`].
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    durability: Durability,
+}
+
+impl StoreConfig {
+    /// How durable a write is when `put` returns (default [`Durability::Process`]).
+    #[must_use]
+    pub fn with_durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    /// The configured durability.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+}
+
+/// The receipt of a committed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The entry that holds the write.
+    pub id: Cid,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its Lamport clock.
+    pub clock: u64,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+type Job = Box<dyn FnOnce(&mut Db, &broadcast::Sender<Change>) + Send>;
+
+enum Command {
+    Write { ops: Vec<Op>, reply: Reply<Written> },
+    Run(Job),
+}
+
+struct Inner {
+    tx: Option<mpsc::Sender<Command>>,
+    reader: Option<Mutex<Connection>>,
+    keys: LogKeys,
+    device: DeviceId,
+    changes: broadcast::Sender<Change>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread; joining it closes the connection and
+        // releases the data dir lock before the last handle is gone.
+        self.tx.take();
+        self.reader.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The OpLog: a cloneable handle to one store thread.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("device", &hex::encode(self.inner.device))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a data dir's device id (16 hex characters).
+pub fn parse_device_id(hex_id: &str) -> Result<DeviceId, OpenError> {
+    let bytes = hex::decode(hex_id).map_err(|_| OpenError::DeviceId(hex_id.to_owned()))?;
+    DeviceId::try_from(bytes.as_slice()).map_err(|_| OpenError::DeviceId(hex_id.to_owned()))
+}
+
+impl Store {
+    /// Opens (creating if needed) the OpLog database at `path` for the wallet's
+    /// `keys`, written as `device`. The caller must ensure one process per database
+    /// (see [`Store::open_data_dir`], which holds the data dir lock).
+    pub fn open(
+        path: &Path,
+        keys: &OplogKeys,
+        device: DeviceId,
+        config: StoreConfig,
+    ) -> Result<Self, OpenError> {
+        Self::open_inner(Some(path), keys, device, config, None)
+    }
+
+    /// An in-memory store (same engine, nothing on disk): for tests and tools.
+    pub fn in_memory(
+        keys: &OplogKeys,
+        device: DeviceId,
+        config: StoreConfig,
+    ) -> Result<Self, OpenError> {
+        Self::open_inner(None, keys, device, config, None)
+    }
+
+    /// Opens the Profile OpLog of a locked data dir; the store keeps the lock until
+    /// its thread has closed the database.
+    pub fn open_data_dir(dir: DataDir, config: StoreConfig) -> Result<Self, OpenError> {
+        let keys = dir.keys()?;
+        let device = parse_device_id(&dir.info().device_id)?;
+        let path = dir.profile_db();
+        Self::open_inner(Some(&path), &keys.oplog, device, config, Some(dir))
+    }
+
+    fn open_inner(
+        path: Option<&Path>,
+        keys: &OplogKeys,
+        device: DeviceId,
+        config: StoreConfig,
+        dir: Option<DataDir>,
+    ) -> Result<Self, OpenError> {
+        let log_keys = LogKeys::new(keys)?;
+        let name = path.map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+        let sql = |source| OpenError::Sqlite {
+            path: name.clone(),
+            source,
+        };
+        let conn = match path {
+            Some(p) => Connection::open(p),
+            None => Connection::open_in_memory(),
+        }
+        .map_err(sql)?;
+        db::configure(&conn, config.durability, path.is_none()).map_err(sql)?;
+        let (db, _) = Db::init(conn, log_keys.clone(), device)?;
+        let reader = match path {
+            Some(p) => {
+                let r = Connection::open_with_flags(
+                    p,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sql)?;
+                r.pragma_update(None, "cache_size", -16_000).map_err(sql)?;
+                r.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(sql)?;
+                Some(Mutex::new(r))
+            }
+            None => None,
+        };
+        let (tx, rx) = mpsc::channel(COMMAND_CAP);
+        let (changes, _) = broadcast::channel(CHANGE_CAP);
+        let thread_changes = changes.clone();
+        let thread = std::thread::Builder::new()
+            .name("oplog-store".into())
+            .spawn(move || {
+                run(db, rx, &thread_changes);
+                // The lock goes only after the connection is closed.
+                drop(dir);
+            })
+            .map_err(OpenError::Thread)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                tx: Some(tx),
+                reader,
+                keys: log_keys,
+                device,
+                changes,
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// This store's device id.
+    pub fn device(&self) -> DeviceId {
+        self.inner.device
+    }
+
+    /// The wallet's parsed OpLog keys (for [`super::verify`] and snapshots).
+    pub fn keys(&self) -> &LogKeys {
+        &self.inner.keys
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), StoreError> {
+        let tx = self.inner.tx.as_ref().ok_or(StoreError::Stopped)?;
+        tx.send(cmd).await.map_err(|_| StoreError::Stopped)
+    }
+
+    /// Runs `f` on the store thread with exclusive access.
+    async fn run_job<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Db, &broadcast::Sender<Change>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Run(Box::new(move |db, ch| {
+            let _ = reply.send(f(db, ch));
+        })))
+        .await?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Runs a read-only query on the reader connection, or on the store thread for
+    /// in-memory stores.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &LogKeys) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if let Some(reader) = &self.inner.reader {
+            let conn = reader
+                .lock()
+                .map_err(|_| StoreError::Corrupt("reader connection poisoned".into()))?;
+            return f(&conn, &self.inner.keys);
+        }
+        self.run_job(move |db, _| f(&db.conn, &db.keys)).await
+    }
+
+    /// Writes `value` under `key`; resolves once the write is committed (see
+    /// [`Durability`]).
+    pub async fn put(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<Written, StoreError> {
+        self.write(vec![Op {
+            key: key.into(),
+            value: Some(value.into()),
+        }])
+        .await
+    }
+
+    /// Deletes `key` (writes a tombstone that replicates like any write).
+    pub async fn delete(&self, key: impl Into<String>) -> Result<Written, StoreError> {
+        self.write(vec![Op {
+            key: key.into(),
+            value: None,
+        }])
+        .await
+    }
+
+    /// Writes many keys as one entry, atomically.
+    pub async fn put_batch<K: Into<String>, V: Into<Vec<u8>>>(
+        &self,
+        items: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Written, StoreError> {
+        self.write(
+            items
+                .into_iter()
+                .map(|(k, v)| Op {
+                    key: k.into(),
+                    value: Some(v.into()),
+                })
+                .collect(),
+        )
+        .await
+    }
+
+    /// Writes a batch of puts and deletes as one entry, atomically; a later
+    /// operation on the same key wins.
+    pub async fn write(&self, ops: Vec<Op>) -> Result<Written, StoreError> {
+        check_batch(&ops)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Write { ops, reply }).await?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// The value of `key`, or `None` if it was never written or is deleted.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.record(key).await?.and_then(|r| r.value))
+    }
+
+    /// The full record of `key`, tombstones included.
+    pub async fn record(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c, k| db::record(c, k, &key)).await
+    }
+
+    /// Every live `(key, value)` whose key starts with `prefix`, in key order.
+    pub async fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |c, k| db::scan(c, k, &prefix, None, usize::MAX))
+            .await
+    }
+
+    /// One page of [`Store::scan`]: at most `limit` records with keys after `after`.
+    pub async fn scan_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = prefix.to_owned();
+        let after = after.map(str::to_owned);
+        self.read(move |c, k| db::scan(c, k, &prefix, after.as_deref(), limit))
+            .await
+    }
+
+    /// Subscribes to committed entries (local and remote) and forks.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Each device's highest contiguous sequence number.
+    pub async fn version_vector(&self) -> Result<VersionVector, StoreError> {
+        self.read(|c, _| db::version_vector(c)).await
+    }
+
+    /// Each device's head (seq and entry id) with its Lamport clock.
+    pub async fn heads(&self) -> Result<Vec<(entry::Head, u64)>, StoreError> {
+        self.read(|c, _| db::heads(c)).await
+    }
+
+    /// Entries the holder of `since` lacks, at most `limit` (≤ [`MAX_PAGE`]); when
+    /// `more` is set, advance `since` by the page and ask again. Fails with
+    /// [`StoreError::Pruned`] when they are no longer kept (use a snapshot).
+    pub async fn entries_since(
+        &self,
+        since: &VersionVector,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let since = since.clone();
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |c, k| db::entries_since(c, k, &since, limit))
+            .await
+    }
+
+    /// Verifies and applies remote entries: each is applied, kept pending until its
+    /// predecessor arrives, recognised as a duplicate, or rejected with a reason.
+    /// Decoding and signature checks run in the caller; one transaction applies all.
+    pub async fn ingest(&self, entries: Vec<Vec<u8>>) -> Result<IngestReport, StoreError> {
+        if entries.len() > MAX_INGEST {
+            return Err(StoreError::IngestTooLarge {
+                len: entries.len(),
+                max: MAX_INGEST,
+            });
+        }
+        let mut report = IngestReport::default();
+        let mut items = Vec::with_capacity(entries.len());
+        for (i, bytes) in entries.iter().enumerate() {
+            let parsed = entry::decode_verified(bytes, &self.inner.keys).and_then(|e| {
+                match e.open(&self.inner.keys) {
+                    Ok(ops) => Ok((e, ops)),
+                    Err(reason) => Err(super::Rejected::BadBody {
+                        device: hex::encode(e.device),
+                        seq: e.seq,
+                        reason,
+                    }),
+                }
+            });
+            match parsed {
+                Ok((e, ops)) => items.push((i, e, ops, entry::cid_of(bytes))),
+                Err(r) => report.rejected.push((i, r)),
+            }
+        }
+        if items.is_empty() {
+            return Ok(report);
+        }
+        self.run_job(move |db, ch| {
+            let mut changes = Vec::new();
+            db.ingest(items, &mut report, &mut changes)?;
+            for c in changes {
+                let _ = ch.send(c);
+            }
+            report.rejected.sort_by_key(|(i, _)| *i);
+            Ok(report)
+        })
+        .await
+    }
+
+    /// The materialized state and the heads it covers.
+    pub async fn export_snapshot(&self) -> Result<Snapshot, StoreError> {
+        // One read transaction so rows and heads are consistent.
+        self.run_job(|db, _| {
+            let tx = db.conn.unchecked_transaction()?;
+            let heads = db::heads(&tx)?;
+            let rows = db::export_rows(&tx, &db.keys)?;
+            tx.finish()?;
+            Ok(Snapshot { heads, rows })
+        })
+        .await
+    }
+
+    /// Merges a snapshot (typically from [`Snapshot::open`]); returns how many of its
+    /// records won.
+    pub async fn import_snapshot(&self, snapshot: Snapshot) -> Result<usize, StoreError> {
+        self.run_job(move |db, ch| {
+            let (n, changes) = db.import(&snapshot)?;
+            for c in changes {
+                let _ = ch.send(c);
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Deletes entries that every known device has passed (as their causal contexts
+    /// declare); values still winning are kept sealed in the state. Returns how many
+    /// entries were removed.
+    pub async fn prune(&self) -> Result<u64, StoreError> {
+        self.run_job(|db, _| db.prune()).await
+    }
+
+    /// SHA-256 over every record (see `docs/formats.md` §5.5): equal iff two stores
+    /// hold the same state.
+    pub async fn state_digest(&self) -> Result<[u8; 32], StoreError> {
+        self.read(db::state_digest).await
+    }
+
+    /// `PRAGMA integrity_check`: empty when the database is sound.
+    pub async fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.run_job(|db, _| {
+            let mut stmt = db.conn.prepare("PRAGMA integrity_check")?;
+            let rows: Vec<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows.into_iter().filter(|r| r != "ok").collect())
+        })
+        .await
+    }
+
+    /// Checkpoints the WAL and rebuilds the file compactly (`VACUUM`).
+    pub async fn vacuum(&self) -> Result<(), StoreError> {
+        self.run_job(|db, _| {
+            db.conn.execute_batch("VACUUM")?;
+            db.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Stops the store thread after the commands queued before this call, closing
+    /// the database (and releasing the data dir lock) before it resolves. Other
+    /// clones of the handle get [`StoreError::Stopped`] afterwards.
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        let inner = self.inner;
+        // Wait for everything queued so far, then let the last handle join.
+        let (reply, rx) = oneshot::channel::<()>();
+        if let Some(tx) = &inner.tx {
+            let _ = tx
+                .send(Command::Run(Box::new(move |_, _| {
+                    let _ = reply.send(());
+                })))
+                .await;
+            let _ = rx.await;
+        }
+        drop(inner);
+        Ok(())
+    }
+}
+
+fn check_batch(ops: &[Op]) -> Result<(), StoreError> {
+    if ops.is_empty() {
+        return Err(DecodeError::Field {
+            field: "body",
+            reason: "an entry holds at least one operation",
+        }
+        .into());
+    }
+    if ops.len() > MAX_OPS {
+        return Err(DecodeError::TooLarge {
+            what: "operations",
+            len: ops.len(),
+            max: MAX_OPS,
+        }
+        .into());
+    }
+    ops.iter().try_for_each(Op::check)?;
+    let bound = ops
+        .iter()
+        .map(Op::encoded_bound)
+        .fold(0usize, usize::saturating_add);
+    if bound > MAX_BODY_PLAINTEXT {
+        return Err(DecodeError::TooLarge {
+            what: "batch",
+            len: bound,
+            max: MAX_BODY_PLAINTEXT,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The store thread: commands in order, writes group-committed.
+fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<Change>) {
+    let mut next: Option<Command> = None;
+    loop {
+        let cmd = match next.take() {
+            Some(c) => c,
+            None => match rx.blocking_recv() {
+                Some(c) => c,
+                None => break,
+            },
+        };
+        match cmd {
+            Command::Run(job) => job(&mut db, changes),
+            Command::Write { ops, reply } => {
+                let mut group = vec![(ops, reply)];
+                let mut n_ops = group.iter().map(|(o, _)| o.len()).sum::<usize>();
+                let mut bytes: usize = group
+                    .iter()
+                    .flat_map(|(o, _)| o.iter())
+                    .map(Op::encoded_bound)
+                    .sum();
+                loop {
+                    match rx.try_recv() {
+                        Ok(Command::Write { ops, reply }) => {
+                            let b: usize = ops.iter().map(Op::encoded_bound).sum();
+                            if n_ops.saturating_add(ops.len()) > MAX_OPS
+                                || bytes.saturating_add(b) > MAX_BODY_PLAINTEXT
+                            {
+                                next = Some(Command::Write { ops, reply });
+                                break;
+                            }
+                            n_ops = n_ops.saturating_add(ops.len());
+                            bytes = bytes.saturating_add(b);
+                            group.push((ops, reply));
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&mut db, group, changes);
+            }
+        }
+    }
+}
+
+fn commit_group(
+    db: &mut Db,
+    group: Vec<(Vec<Op>, Reply<Written>)>,
+    changes: &broadcast::Sender<Change>,
+) {
+    let all: Vec<Op> = if group.len() == 1 {
+        Vec::new()
+    } else {
+        group.iter().flat_map(|(o, _)| o.iter().cloned()).collect()
+    };
+    let ops = if group.len() == 1 {
+        group.first().map(|(o, _)| o.as_slice()).unwrap_or_default()
+    } else {
+        all.as_slice()
+    };
+    match db.write_local(ops) {
+        Ok(c) => {
+            let w = Written {
+                id: c.id,
+                seq: c.seq,
+                clock: c.clock,
+            };
+            let _ = changes.send(Change::Entry(Arc::new(c)));
+            for (_, reply) in group {
+                let _ = reply.send(Ok(w));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            if let Some((_, reply)) = group.into_iter().next() {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, writes = group.len(), "group commit failed; retrying writes one by one");
+            for (ops, reply) in group {
+                let r = db.write_local(&ops).map(|c| {
+                    let w = Written {
+                        id: c.id,
+                        seq: c.seq,
+                        clock: c.clock,
+                    };
+                    let _ = changes.send(Change::Entry(Arc::new(c)));
+                    w
+                });
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
