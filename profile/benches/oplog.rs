@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use sphere_profile::keys::WalletKeys;
+use sphere_profile::oplog::entry::{self, Draft, Entry, LogKeys, Op};
 use sphere_profile::oplog::{Durability, Store, StoreConfig};
 use sphere_profile::secret::Secret32;
 
@@ -67,6 +68,41 @@ fn main() {
         .build()
         .unwrap();
 
+    // Components: sealing (encrypt + sign) and verifying one single-op entry.
+    let lk = LogKeys::new(&keys().oplog).unwrap();
+    let ops = [Op {
+        key: "k/00000001".into(),
+        value: Some(VALUE.to_vec()),
+    }];
+    let draft = Draft {
+        device: [1; 8],
+        seq: 2,
+        prev: Some(entry::cid_of(b"p")),
+        ctx: vec![],
+        clock: 2,
+        wall_ms: 1_700_000_000_000,
+    };
+    let t = Instant::now();
+    let mut last = None;
+    for _ in 0..2_000 {
+        last = Some(Entry::seal(&lk, draft.clone(), &ops).unwrap());
+    }
+    let seal_us = t.elapsed().as_secs_f64() / 2_000.0 * 1e6;
+    let e = last.unwrap();
+    let t = Instant::now();
+    for _ in 0..2_000 {
+        entry::verify(&e, &lk).unwrap();
+    }
+    let verify_us = t.elapsed().as_secs_f64() / 2_000.0 * 1e6;
+    let t = Instant::now();
+    for _ in 0..2_000 {
+        e.open(&lk).unwrap();
+    }
+    let open_us = t.elapsed().as_secs_f64() / 2_000.0 * 1e6;
+    println!(
+        "entry     seal (encrypt + sign) {seal_us:.1} µs, verify {verify_us:.1} µs, open body {open_us:.1} µs"
+    );
+
     let base = baseline(dir, 20_000, "NORMAL");
     println!("baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL NORMAL: {base:>10.0} rows/s");
     let base_full = baseline(dir, 3_000, "FULL");
@@ -111,6 +147,72 @@ fn main() {
         pct(gets.clone(), 0.5).as_secs_f64() * 1e6,
         pct(gets, 0.99).as_secs_f64() * 1e6
     );
+
+    if std::env::args().any(|a| a == "--get-parts") {
+        let c = rusqlite::Connection::open_with_flags(
+            dir.join("single.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        if std::env::args().any(|a| a == "--mmap") {
+            c.pragma_update(None, "mmap_size", 1i64 << 30).unwrap();
+        }
+        if std::env::args().any(|a| a == "--cache") {
+            c.pragma_update(None, "cache_size", -64_000).unwrap();
+        }
+        for sql in [
+            "SELECT clock FROM state WHERE key = ?1",
+            "SELECT s.clock, d.id FROM state s JOIN devices d ON d.idx = s.dev WHERE s.key = ?1",
+            "SELECT s.clock, e.body FROM state s JOIN entries e ON e.dev = s.dev AND e.seq = s.seq WHERE s.key = ?1",
+            "SELECT s.clock, (SELECT body FROM entries e WHERE e.dev = s.dev AND e.seq = s.seq) FROM state s WHERE s.key = ?1",
+            "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key FROM state s JOIN devices d ON d.idx = s.dev LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq WHERE s.key = ?1",
+        ] {
+            let plan: Vec<String> = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(["k/00000001"], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            println!("plan {plan:?}");
+            let mut v = Vec::new();
+            for i in 0..20_000u64 {
+                let k = format!("k/{:08}", (i * 7919) % n as u64);
+                let t = Instant::now();
+                let mut st = c.prepare_cached(sql).unwrap();
+                let mut rows = st.query([&k]).unwrap();
+                let row = rows.next().unwrap().unwrap();
+                let _: i64 = row.get(0).unwrap();
+                v.push(t.elapsed());
+            }
+            println!(
+                "raw SQL p50 {:.1} µs: {}",
+                pct(v, 0.5).as_secs_f64() * 1e6,
+                &sql[..30]
+            );
+        }
+        let lk = LogKeys::new(&keys().oplog).unwrap();
+        let e = Entry::seal(&lk, draft.clone(), &ops).unwrap();
+        let t = Instant::now();
+        for _ in 0..20_000 {
+            std::hint::black_box(e.header_bytes());
+        }
+        println!(
+            "header encode {:.2} µs",
+            t.elapsed().as_secs_f64() / 20_000.0 * 1e6
+        );
+        return;
+    }
+    if std::env::args().any(|a| a == "--get-profile") {
+        // For `perf record`: gets only.
+        rt.block_on(async {
+            for i in 0..300_000u64 {
+                let k = format!("k/{:08}", (i * 7919) % n as u64);
+                store.get(&k).await.unwrap().unwrap();
+            }
+        });
+        return;
+    }
 
     // 3. Size after VACUUM, then reopen time.
     rt.block_on(store.vacuum()).unwrap();

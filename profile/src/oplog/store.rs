@@ -566,46 +566,44 @@ fn commit_group(
     group: Vec<(Vec<Op>, Reply<Written>)>,
     changes: &broadcast::Sender<Change>,
 ) {
-    let all: Vec<Op> = if group.len() == 1 {
-        Vec::new()
-    } else {
-        group.iter().flat_map(|(o, _)| o.iter().cloned()).collect()
-    };
-    let ops = if group.len() == 1 {
-        group.first().map(|(o, _)| o.as_slice()).unwrap_or_default()
-    } else {
-        all.as_slice()
-    };
-    match db.write_local(ops) {
-        Ok(c) => {
+    // Move every op into one batch; `bounds` splits it again if the group fails.
+    let mut ops = Vec::with_capacity(group.iter().map(|(o, _)| o.len()).sum());
+    let mut bounds = Vec::with_capacity(group.len());
+    let mut replies = Vec::with_capacity(group.len());
+    for (o, reply) in group {
+        bounds.push(o.len());
+        ops.extend(o);
+        replies.push(reply);
+    }
+    let commit = |db: &mut Db, ops: &[Op]| {
+        db.write_local(ops).map(|c| {
             let w = Written {
                 id: c.id,
                 seq: c.seq,
                 clock: c.clock,
             };
             let _ = changes.send(Change::Entry(Arc::new(c)));
-            for (_, reply) in group {
+            w
+        })
+    };
+    match commit(db, &ops) {
+        Ok(w) => {
+            for reply in replies {
                 let _ = reply.send(Ok(w));
             }
         }
-        Err(e) if group.len() == 1 => {
-            if let Some((_, reply)) = group.into_iter().next() {
+        Err(e) if replies.len() == 1 => {
+            if let Some(reply) = replies.into_iter().next() {
                 let _ = reply.send(Err(e));
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, writes = group.len(), "group commit failed; retrying writes one by one");
-            for (ops, reply) in group {
-                let r = db.write_local(&ops).map(|c| {
-                    let w = Written {
-                        id: c.id,
-                        seq: c.seq,
-                        clock: c.clock,
-                    };
-                    let _ = changes.send(Change::Entry(Arc::new(c)));
-                    w
-                });
-                let _ = reply.send(r);
+            tracing::warn!(error = %e, writes = replies.len(), "group commit failed; retrying writes one by one");
+            let mut rest = ops.as_slice();
+            for (len, reply) in bounds.into_iter().zip(replies) {
+                let (mine, tail) = rest.split_at(len.min(rest.len()));
+                rest = tail;
+                let _ = reply.send(commit(db, mine));
             }
         }
     }
