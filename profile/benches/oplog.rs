@@ -54,12 +54,37 @@ fn baseline(dir: &std::path::Path, n: usize, sync: &str) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`
+/// (clock ticks of 10 ms).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command name: state is field 3, utime 14, stime 15 (1-based).
+    let tick = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(14) + tick(15)) / 100.0
+}
+
 fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p) as usize]
 }
 
 fn main() {
+    println!(
+        "machine   {} cores, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -103,10 +128,37 @@ fn main() {
         "entry     seal (encrypt + sign) {seal_us:.1} µs, verify {verify_us:.1} µs, open body {open_us:.1} µs"
     );
 
+    let c = cpu_secs();
+    let t = Instant::now();
     let base = baseline(dir, 20_000, "NORMAL");
-    println!("baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL NORMAL: {base:>10.0} rows/s");
+    let base_cpu = 20_000.0 / (cpu_secs() - c);
+    let _ = t;
+    println!(
+        "baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL NORMAL: {base:>10.0} rows/s  ({base_cpu:.0} rows per CPU-second)"
+    );
     let base_full = baseline(dir, 3_000, "FULL");
     println!("baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL FULL:   {base_full:>10.0} rows/s");
+
+    if std::env::args().any(|a| a == "--conc-profile") {
+        let store = open(dir, "conc-profile.db", Durability::Process);
+        rt.block_on(async {
+            let mut tasks = Vec::new();
+            for w in 0..16 {
+                let s = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..20_000 {
+                        s.put(format!("w{w:02}/{i:08}"), VALUE.to_vec())
+                            .await
+                            .unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        return;
+    }
 
     // 1. Single awaited put, 100k entries: also the profile for get/open/size.
     let n = 100_000;
@@ -241,6 +293,7 @@ fn main() {
     let store = open(dir, "concurrent.db", Durability::Process);
     let per = 20_000;
     let t = Instant::now();
+    let c = cpu_secs();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for w in 0..16 {
@@ -258,9 +311,10 @@ fn main() {
         }
     });
     let conc = (16 * per) as f64 / t.elapsed().as_secs_f64();
+    let conc_cpu = (16 * per) as f64 / (cpu_secs() - c);
     let entries = rt.block_on(store.version_vector()).unwrap().get(&[1; 8]);
     println!(
-        "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× baseline; {:.1} puts per entry)",
+        "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× baseline; {:.1} puts per entry; {conc_cpu:.0} puts per CPU-second)",
         conc / base,
         (16 * per) as f64 / entries as f64
     );
@@ -270,6 +324,7 @@ fn main() {
     let store = open(dir, "batch.db", Durability::Process);
     let batches = 2_000;
     let t = Instant::now();
+    let c = cpu_secs();
     rt.block_on(async {
         for b in 0..batches {
             store
@@ -280,8 +335,9 @@ fn main() {
     });
     let batch = (batches * 100) as f64 / t.elapsed().as_secs_f64();
     println!(
-        "put_batch 100 keys per batch:                               {batch:>10.0} keys/s  ({:.2}× baseline)",
-        batch / base
+        "put_batch 100 keys per batch:                               {batch:>10.0} keys/s  ({:.2}× baseline; {:.0} keys per CPU-second)",
+        batch / base,
+        (batches * 100) as f64 / (cpu_secs() - c)
     );
     let gets: Vec<Duration> = rt.block_on(async {
         let mut v = Vec::new();
