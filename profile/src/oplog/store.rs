@@ -36,6 +36,11 @@ use super::{
 use crate::datadir::DataDir;
 use crate::keys::OplogKeys;
 
+/// Longest a group commit waits for writers that were in the previous group to
+/// send their next write. Zero cost for a single writer (its previous group had one
+/// write, so it never waits).
+pub const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// Store settings. Defaults: [`Durability::Process`].
 #[derive(Debug, Clone, Default)]
 pub struct StoreConfig {
@@ -516,6 +521,10 @@ fn check_batch(ops: &[Op]) -> Result<(), StoreError> {
 /// The store thread: commands in order, writes group-committed.
 fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<Change>) {
     let mut next: Option<Command> = None;
+    // Writers in the previous group: when several writers are active, the ones just
+    // acknowledged are about to send their next write; waiting briefly for them
+    // (at most GROUP_LINGER) lets them share the next entry instead of the one after.
+    let mut last_group = 1usize;
     loop {
         let cmd = match next.take() {
             Some(c) => c,
@@ -528,6 +537,7 @@ fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<
             Command::Run(job) => job(&mut db, changes),
             Command::Write { ops, reply } => {
                 let mut group = vec![(ops, reply)];
+                let linger_until = std::time::Instant::now() + GROUP_LINGER;
                 let mut n_ops = group.iter().map(|(o, _)| o.len()).sum::<usize>();
                 let mut bytes: usize = group
                     .iter()
@@ -552,9 +562,17 @@ fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<
                             next = Some(other);
                             break;
                         }
-                        Err(_) => break,
+                        Err(_) => {
+                            if group.len() >= last_group
+                                || std::time::Instant::now() >= linger_until
+                            {
+                                break;
+                            }
+                            std::thread::yield_now();
+                        }
                     }
                 }
+                last_group = group.len();
                 commit_group(&mut db, group, changes);
             }
         }
