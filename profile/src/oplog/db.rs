@@ -1,6 +1,6 @@
 //! The SQL side of the OpLog: every query and every write transaction, as functions
 //! over a `rusqlite::Connection`. The store thread ([`super::store`]) owns the
-//! writing connection and the [`Db`] state machine; read-only queries are free
+//! writing connection and the `Db` state machine; read-only queries are free
 //! functions that the store thread and the reader connection share.
 //!
 //! Invariants kept here (see [`super::schema`] for the tables): an entry is inserted,

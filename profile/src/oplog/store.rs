@@ -466,9 +466,10 @@ impl Store {
         .await
     }
 
-    /// Stops the store thread after the commands queued before this call, closing
-    /// the database (and releasing the data dir lock) before it resolves. Other
-    /// clones of the handle get [`StoreError::Stopped`] afterwards.
+    /// Waits for the commands queued before this call, then drops this handle. If it
+    /// was the last one, the store thread stops and the database is closed (and the
+    /// data dir lock released) before this resolves; while other clones are alive
+    /// the store keeps running for them.
     pub async fn shutdown(self) -> Result<(), StoreError> {
         let inner = self.inner;
         // Wait for everything queued so far, then let the last handle join.
