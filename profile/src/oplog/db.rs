@@ -634,6 +634,21 @@ impl Db {
         Ok(())
     }
 
+    /// Commits the open transaction; if that fails, rolls it back so the connection
+    /// is never left inside a transaction, and reloads the device cache.
+    fn commit(&mut self) -> Result<(), StoreError> {
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                self.rollback_cache();
+                Err(e.into())
+            }
+        }
+    }
+
     /// Reloads the device cache after a failed transaction.
     fn rollback_cache(&mut self) {
         if let Err(e) = self.load_devices() {
@@ -823,7 +838,7 @@ impl Db {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let r = self.apply(&e, ops, digest_of(&id), true);
         match r {
-            Ok(()) => self.conn.execute_batch("COMMIT")?,
+            Ok(()) => self.commit()?,
             Err(err) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 return Err(err);
@@ -1080,7 +1095,7 @@ impl Db {
                 return Err(e);
             }
         }
-        self.conn.execute_batch("COMMIT")?;
+        self.commit()?;
         Ok(changes)
     }
 
@@ -1090,7 +1105,7 @@ impl Db {
         let r = self.import_tx(snap);
         match r {
             Ok(n) => {
-                self.conn.execute_batch("COMMIT")?;
+                self.commit()?;
                 let mut changes = Vec::new();
                 let mut report = IngestReport::default();
                 // Entries waiting for what the snapshot covers can go now.
@@ -1103,7 +1118,7 @@ impl Db {
                         return Err(e);
                     }
                 }
-                self.conn.execute_batch("COMMIT")?;
+                self.commit()?;
                 Ok((n, changes))
             }
             Err(e) => {
@@ -1172,7 +1187,7 @@ impl Db {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         match self.prune_tx() {
             Ok(n) => {
-                self.conn.execute_batch("COMMIT")?;
+                self.commit()?;
                 Ok(n)
             }
             Err(e) => {
