@@ -137,6 +137,15 @@ fn main() {
     let base_full = baseline(dir, 3_000, "FULL");
     println!("baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL FULL:   {base_full:>10.0} rows/s");
 
+    if std::env::args().any(|a| a == "--single-profile") {
+        let store = open(dir, "single-profile.db", Durability::Process);
+        rt.block_on(async {
+            for i in 0..30_000 {
+                store.put(format!("k/{i:08}"), VALUE.to_vec()).await.unwrap();
+            }
+        });
+        return;
+    }
     if std::env::args().any(|a| a == "--conc-profile") {
         let store = open(dir, "conc-profile.db", Durability::Process);
         rt.block_on(async {
