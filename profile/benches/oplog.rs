@@ -141,7 +141,10 @@ fn main() {
         let store = open(dir, "single-profile.db", Durability::Process);
         rt.block_on(async {
             for i in 0..30_000 {
-                store.put(format!("k/{i:08}"), VALUE.to_vec()).await.unwrap();
+                store
+                    .put(format!("k/{i:08}"), VALUE.to_vec())
+                    .await
+                    .unwrap();
             }
         });
         return;
