@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use sphere_profile::keys::WalletKeys;
+use sphere_profile::oplog::entry::{self, Draft, Entry, LogKeys, Op};
 use sphere_profile::oplog::{Durability, Store, StoreConfig};
 use sphere_profile::secret::Secret32;
 
@@ -53,12 +54,37 @@ fn baseline(dir: &std::path::Path, n: usize, sync: &str) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`
+/// (clock ticks of 10 ms).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command name: state is field 3, utime 14, stime 15 (1-based).
+    let tick = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(14) + tick(15)) / 100.0
+}
+
 fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p) as usize]
 }
 
 fn main() {
+    println!(
+        "machine   {} cores, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -67,15 +93,88 @@ fn main() {
         .build()
         .unwrap();
 
+    // Components: sealing (encrypt + sign) and verifying one single-op entry.
+    let lk = LogKeys::new(&keys().oplog).unwrap();
+    let ops = [Op {
+        key: "k/00000001".into(),
+        value: Some(VALUE.to_vec()),
+    }];
+    let draft = Draft {
+        device: [1; 8],
+        seq: 2,
+        prev: Some(entry::cid_of(b"p")),
+        ctx: vec![],
+        clock: 2,
+        wall_ms: 1_700_000_000_000,
+    };
+    let t = Instant::now();
+    let mut last = None;
+    for _ in 0..2_000 {
+        last = Some(Entry::seal(&lk, draft.clone(), &ops).unwrap());
+    }
+    let seal_us = t.elapsed().as_secs_f64() / 2_000.0 * 1e6;
+    let e = last.unwrap();
+    let t = Instant::now();
+    for _ in 0..2_000 {
+        entry::verify(&e, &lk).unwrap();
+    }
+    let verify_us = t.elapsed().as_secs_f64() / 2_000.0 * 1e6;
+    let t = Instant::now();
+    for _ in 0..2_000 {
+        e.open(&lk).unwrap();
+    }
+    let open_us = t.elapsed().as_secs_f64() / 2_000.0 * 1e6;
+    println!(
+        "entry     seal (encrypt + sign) {seal_us:.1} µs, verify {verify_us:.1} µs, open body {open_us:.1} µs"
+    );
+
+    let c = cpu_secs();
     let base = baseline(dir, 20_000, "NORMAL");
-    println!("baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL NORMAL: {base:>10.0} rows/s");
+    let base_cpu = 20_000.0 / (cpu_secs() - c);
+    println!(
+        "baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL NORMAL: {base:>10.0} rows/s  ({base_cpu:.0} rows per CPU-second)"
+    );
     let base_full = baseline(dir, 3_000, "FULL");
     println!("baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL FULL:   {base_full:>10.0} rows/s");
+
+    if std::env::args().any(|a| a == "--single-profile") {
+        let store = open(dir, "single-profile.db", Durability::Process);
+        rt.block_on(async {
+            for i in 0..30_000 {
+                store
+                    .put(format!("k/{i:08}"), VALUE.to_vec())
+                    .await
+                    .unwrap();
+            }
+        });
+        return;
+    }
+    if std::env::args().any(|a| a == "--conc-profile") {
+        let store = open(dir, "conc-profile.db", Durability::Process);
+        rt.block_on(async {
+            let mut tasks = Vec::new();
+            for w in 0..16 {
+                let s = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..20_000 {
+                        s.put(format!("w{w:02}/{i:08}"), VALUE.to_vec())
+                            .await
+                            .unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        return;
+    }
 
     // 1. Single awaited put, 100k entries: also the profile for get/open/size.
     let n = 100_000;
     let store = open(dir, "single.db", Durability::Process);
     let t = Instant::now();
+    let c = cpu_secs();
     rt.block_on(async {
         for i in 0..n {
             store
@@ -86,8 +185,9 @@ fn main() {
     });
     let single = n as f64 / t.elapsed().as_secs_f64();
     println!(
-        "put       single awaited put (100k):                        {single:>10.0} puts/s  ({:.2}× baseline)",
-        single / base
+        "put       single awaited put (100k):                        {single:>10.0} puts/s  ({:.2}× baseline; {:.0} puts per CPU-second)",
+        single / base,
+        n as f64 / (cpu_secs() - c)
     );
 
     // 2. get p50 at 100k keys, one op per entry.
@@ -111,6 +211,72 @@ fn main() {
         pct(gets.clone(), 0.5).as_secs_f64() * 1e6,
         pct(gets, 0.99).as_secs_f64() * 1e6
     );
+
+    if std::env::args().any(|a| a == "--get-parts") {
+        let c = rusqlite::Connection::open_with_flags(
+            dir.join("single.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        if std::env::args().any(|a| a == "--mmap") {
+            c.pragma_update(None, "mmap_size", 1i64 << 30).unwrap();
+        }
+        if std::env::args().any(|a| a == "--cache") {
+            c.pragma_update(None, "cache_size", -64_000).unwrap();
+        }
+        for sql in [
+            "SELECT clock FROM state WHERE key = ?1",
+            "SELECT s.clock, d.id FROM state s JOIN devices d ON d.idx = s.dev WHERE s.key = ?1",
+            "SELECT s.clock, e.body FROM state s JOIN entries e ON e.dev = s.dev AND e.seq = s.seq WHERE s.key = ?1",
+            "SELECT s.clock, (SELECT body FROM entries e WHERE e.dev = s.dev AND e.seq = s.seq) FROM state s WHERE s.key = ?1",
+            "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key FROM state s JOIN devices d ON d.idx = s.dev LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq WHERE s.key = ?1",
+        ] {
+            let plan: Vec<String> = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(["k/00000001"], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            println!("plan {plan:?}");
+            let mut v = Vec::new();
+            for i in 0..20_000u64 {
+                let k = format!("k/{:08}", (i * 7919) % n as u64);
+                let t = Instant::now();
+                let mut st = c.prepare_cached(sql).unwrap();
+                let mut rows = st.query([&k]).unwrap();
+                let row = rows.next().unwrap().unwrap();
+                let _: i64 = row.get(0).unwrap();
+                v.push(t.elapsed());
+            }
+            println!(
+                "raw SQL p50 {:.1} µs: {}",
+                pct(v, 0.5).as_secs_f64() * 1e6,
+                &sql[..30]
+            );
+        }
+        let lk = LogKeys::new(&keys().oplog).unwrap();
+        let e = Entry::seal(&lk, draft.clone(), &ops).unwrap();
+        let t = Instant::now();
+        for _ in 0..20_000 {
+            std::hint::black_box(e.header_bytes());
+        }
+        println!(
+            "header encode {:.2} µs",
+            t.elapsed().as_secs_f64() / 20_000.0 * 1e6
+        );
+        return;
+    }
+    if std::env::args().any(|a| a == "--get-profile") {
+        // For `perf record`: gets only.
+        rt.block_on(async {
+            for i in 0..300_000u64 {
+                let k = format!("k/{:08}", (i * 7919) % n as u64);
+                store.get(&k).await.unwrap().unwrap();
+            }
+        });
+        return;
+    }
 
     // 3. Size after VACUUM, then reopen time.
     rt.block_on(store.vacuum()).unwrap();
@@ -139,6 +305,7 @@ fn main() {
     let store = open(dir, "concurrent.db", Durability::Process);
     let per = 20_000;
     let t = Instant::now();
+    let c = cpu_secs();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for w in 0..16 {
@@ -156,9 +323,10 @@ fn main() {
         }
     });
     let conc = (16 * per) as f64 / t.elapsed().as_secs_f64();
+    let conc_cpu = (16 * per) as f64 / (cpu_secs() - c);
     let entries = rt.block_on(store.version_vector()).unwrap().get(&[1; 8]);
     println!(
-        "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× baseline; {:.1} puts per entry)",
+        "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× baseline; {:.1} puts per entry; {conc_cpu:.0} puts per CPU-second)",
         conc / base,
         (16 * per) as f64 / entries as f64
     );
@@ -168,6 +336,7 @@ fn main() {
     let store = open(dir, "batch.db", Durability::Process);
     let batches = 2_000;
     let t = Instant::now();
+    let c = cpu_secs();
     rt.block_on(async {
         for b in 0..batches {
             store
@@ -178,8 +347,9 @@ fn main() {
     });
     let batch = (batches * 100) as f64 / t.elapsed().as_secs_f64();
     println!(
-        "put_batch 100 keys per batch:                               {batch:>10.0} keys/s  ({:.2}× baseline)",
-        batch / base
+        "put_batch 100 keys per batch:                               {batch:>10.0} keys/s  ({:.2}× baseline; {:.0} keys per CPU-second)",
+        batch / base,
+        (batches * 100) as f64 / (cpu_secs() - c)
     );
     let gets: Vec<Duration> = rt.block_on(async {
         let mut v = Vec::new();

@@ -352,6 +352,11 @@ fn rejections_are_typed_and_a_fork_raises_an_event() {
             s.put_batch(too_many).await,
             Err(StoreError::Invalid(_))
         ));
+        assert!(matches!(
+            s.ingest(vec![Vec::new(); sphere_profile::oplog::MAX_INGEST + 1])
+                .await,
+            Err(StoreError::IngestTooLarge { .. })
+        ));
         // A fork: a cloned device writes a different seq 1.
         let twin1 = mem(&w.oplog, 6);
         let twin2 = mem(&w.oplog, 6);

@@ -373,6 +373,15 @@ impl Entry {
 
     /// Encrypts `ops` and signs a new entry for `draft`.
     pub fn seal(keys: &LogKeys, draft: Draft, ops: &[Op]) -> Result<Self, DecodeError> {
+        Self::seal_encoded(keys, draft, ops).map(|(e, _)| e)
+    }
+
+    /// [`Entry::seal`], also returning the encoded entry.
+    pub fn seal_encoded(
+        keys: &LogKeys,
+        draft: Draft,
+        ops: &[Op],
+    ) -> Result<(Self, Vec<u8>), DecodeError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce);
         Self::seal_with_nonce(keys, draft, ops, nonce)
@@ -386,7 +395,7 @@ impl Entry {
         draft: Draft,
         ops: &[Op],
         nonce: [u8; NONCE_LEN],
-    ) -> Result<Self, DecodeError> {
+    ) -> Result<(Self, Vec<u8>), DecodeError> {
         check_ops(ops)?;
         let plain = encode_ops(ops);
         if plain.len() > MAX_BODY_PLAINTEXT {
@@ -420,15 +429,15 @@ impl Entry {
         out[..64].copy_from_slice(&sig.to_bytes());
         out[64] = recid.to_byte();
         e.sig = out;
-        let len = e.encode().len();
-        if len > MAX_ENTRY_BYTES {
+        let bytes = e.encode();
+        if bytes.len() > MAX_ENTRY_BYTES {
             return Err(DecodeError::TooLarge {
                 what: "entry",
-                len,
+                len: bytes.len(),
                 max: MAX_ENTRY_BYTES,
             });
         }
-        Ok(e)
+        Ok((e, bytes))
     }
 
     /// Decrypts the body of an entry this store verified when it was applied: the
@@ -896,7 +905,8 @@ mod tests {
             ],
             [0x11; 12],
         )
-        .unwrap();
+        .unwrap()
+        .0;
         let got = format!(
             "log {}\nheader {}\nplain {}\nentry {}\nid {}",
             hex::encode(k.log_id),

@@ -36,6 +36,11 @@ use super::{
 use crate::datadir::DataDir;
 use crate::keys::OplogKeys;
 
+/// Longest a group commit waits for writers that were in the previous group to
+/// send their next write. Zero cost for a single writer (its previous group had one
+/// write, so it never waits).
+pub const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// Store settings. Defaults: [`Durability::Process`].
 #[derive(Debug, Clone, Default)]
 pub struct StoreConfig {
@@ -461,9 +466,10 @@ impl Store {
         .await
     }
 
-    /// Stops the store thread after the commands queued before this call, closing
-    /// the database (and releasing the data dir lock) before it resolves. Other
-    /// clones of the handle get [`StoreError::Stopped`] afterwards.
+    /// Waits for the commands queued before this call, then drops this handle. If it
+    /// was the last one, the store thread stops and the database is closed (and the
+    /// data dir lock released) before this resolves; while other clones are alive
+    /// the store keeps running for them.
     pub async fn shutdown(self) -> Result<(), StoreError> {
         let inner = self.inner;
         // Wait for everything queued so far, then let the last handle join.
@@ -516,6 +522,10 @@ fn check_batch(ops: &[Op]) -> Result<(), StoreError> {
 /// The store thread: commands in order, writes group-committed.
 fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<Change>) {
     let mut next: Option<Command> = None;
+    // Writers in the previous group: when several writers are active, the ones just
+    // acknowledged are about to send their next write; waiting briefly for them
+    // (at most GROUP_LINGER) lets them share the next entry instead of the one after.
+    let mut last_group = 1usize;
     loop {
         let cmd = match next.take() {
             Some(c) => c,
@@ -528,6 +538,7 @@ fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<
             Command::Run(job) => job(&mut db, changes),
             Command::Write { ops, reply } => {
                 let mut group = vec![(ops, reply)];
+                let linger_until = std::time::Instant::now() + GROUP_LINGER;
                 let mut n_ops = group.iter().map(|(o, _)| o.len()).sum::<usize>();
                 let mut bytes: usize = group
                     .iter()
@@ -552,9 +563,17 @@ fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<
                             next = Some(other);
                             break;
                         }
-                        Err(_) => break,
+                        Err(_) => {
+                            if group.len() >= last_group
+                                || std::time::Instant::now() >= linger_until
+                            {
+                                break;
+                            }
+                            std::thread::yield_now();
+                        }
                     }
                 }
+                last_group = group.len();
                 commit_group(&mut db, group, changes);
             }
         }
@@ -566,46 +585,44 @@ fn commit_group(
     group: Vec<(Vec<Op>, Reply<Written>)>,
     changes: &broadcast::Sender<Change>,
 ) {
-    let all: Vec<Op> = if group.len() == 1 {
-        Vec::new()
-    } else {
-        group.iter().flat_map(|(o, _)| o.iter().cloned()).collect()
-    };
-    let ops = if group.len() == 1 {
-        group.first().map(|(o, _)| o.as_slice()).unwrap_or_default()
-    } else {
-        all.as_slice()
-    };
-    match db.write_local(ops) {
-        Ok(c) => {
+    // Move every op into one batch; `bounds` splits it again if the group fails.
+    let mut ops = Vec::with_capacity(group.iter().map(|(o, _)| o.len()).sum());
+    let mut bounds = Vec::with_capacity(group.len());
+    let mut replies = Vec::with_capacity(group.len());
+    for (o, reply) in group {
+        bounds.push(o.len());
+        ops.extend(o);
+        replies.push(reply);
+    }
+    let commit = |db: &mut Db, ops: &[Op]| {
+        db.write_local(ops).map(|c| {
             let w = Written {
                 id: c.id,
                 seq: c.seq,
                 clock: c.clock,
             };
             let _ = changes.send(Change::Entry(Arc::new(c)));
-            for (_, reply) in group {
+            w
+        })
+    };
+    match commit(db, &ops) {
+        Ok(w) => {
+            for reply in replies {
                 let _ = reply.send(Ok(w));
             }
         }
-        Err(e) if group.len() == 1 => {
-            if let Some((_, reply)) = group.into_iter().next() {
+        Err(e) if replies.len() == 1 => {
+            if let Some(reply) = replies.into_iter().next() {
                 let _ = reply.send(Err(e));
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, writes = group.len(), "group commit failed; retrying writes one by one");
-            for (ops, reply) in group {
-                let r = db.write_local(&ops).map(|c| {
-                    let w = Written {
-                        id: c.id,
-                        seq: c.seq,
-                        clock: c.clock,
-                    };
-                    let _ = changes.send(Change::Entry(Arc::new(c)));
-                    w
-                });
-                let _ = reply.send(r);
+            tracing::warn!(error = %e, writes = replies.len(), "group commit failed; retrying writes one by one");
+            let mut rest = ops.as_slice();
+            for (len, reply) in bounds.into_iter().zip(replies) {
+                let (mine, tail) = rest.split_at(len.min(rest.len()));
+                rest = tail;
+                let _ = reply.send(commit(db, mine));
             }
         }
     }
