@@ -1,0 +1,575 @@
+//! The embedded IPFS gateway: an axum server over a SQLite [`BlockCache`] that
+//! speaks the subset of Kubo's RPC and of the trustless gateway that the client
+//! (and the official `kubo-rpc-client`) use. It is not a full IPFS node: no DHT,
+//! no bitswap, no UnixFS; it stores and serves content-addressed blocks.
+//!
+//! | endpoint | method | does |
+//! |---|---|---|
+//! | `/api/v0/dag/import?pin-roots=true&stats=false` | POST, multipart, each part a CARv1 | verify, store, pin the root; NDJSON `{"Root":{"Cid":{"/":…},"PinErrorMsg":""}}` per CAR, then `{"Stats":…}` if `stats=true` |
+//! | `/api/v0/dag/export?arg=CID` | POST (GET too) | the DAG as CARv1 (`application/vnd.ipld.car`) |
+//! | `/api/v0/block/put?cid-codec=raw\|dag-cbor&mhtype=sha2-256&pin=false` | POST, multipart, first part | store one block; `{"Key":CID,"Size":N}` |
+//! | `/api/v0/block/get?arg=CID` | POST (GET too) | the block's bytes |
+//! | `/api/v0/pin/ls?arg=CID&stream=false` | POST (GET too) | `{"Keys":{CID:{"Type":"recursive"}}}`, or NDJSON `{"Cid":…,"Type":"recursive"}` with `stream=true` |
+//! | `/api/v0/version` | POST | `{"Version":…}` |
+//! | `/ipfs/{cid}?format=car` (or `Accept: application/vnd.ipld.car`) | GET, HEAD | the DAG as CARv1 |
+//! | `/ipfs/{cid}?format=raw` (or `Accept: application/vnd.ipld.raw`) | GET, HEAD | one block |
+//!
+//! Everything received is verified as the client verifies it: a CAR must have one
+//! root, every block must hash to its CID (CIDv1, sha2-256, dag-cbor or raw), the
+//! DAG must be complete with no stray blocks, within [`CarLimits`]. A refused input
+//! gets 400 with a Kubo-style JSON error `{"Message":…,"Code":1,"Type":"error"}`;
+//! an unknown CID 404 (`Code` 3); a body over [`MAX_REQUEST_BYTES`] 413; a store
+//! failure 500. Nothing is written unless all of a CAR verifies (one transaction).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cid::Cid;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::block::{self, DAG_CBOR, RAW, VerifiedBlock};
+use super::cache::BlockCache;
+use super::car::{self, Car, CarLimits};
+use super::client::{CAR_MEDIA_TYPE, RAW_MEDIA_TYPE};
+use super::error::{CacheError, CarError};
+use super::multipart;
+
+/// Largest request body (bytes): the CAR limit plus 1 MiB of multipart framing.
+pub const MAX_REQUEST_BYTES: usize = 101 * 1024 * 1024;
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<BlockCache>,
+    limits: CarLimits,
+}
+
+/// A refused request, rendered as Kubo renders errors.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+    fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(e: CacheError) -> Self {
+        tracing::error!(error = %e, "gateway block store failed");
+        Self::internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = match self.status {
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => 1,
+            StatusCode::NOT_FOUND => 3,
+            _ => 0,
+        };
+        let body = json!({"Message": self.message, "Code": code, "Type": "error"}).to_string();
+        (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The gateway's routes over `store`, enforcing `limits`.
+pub fn router(store: Arc<BlockCache>, limits: CarLimits) -> Router {
+    let state = AppState { store, limits };
+    Router::new()
+        .route("/api/v0/dag/import", post(dag_import))
+        .route("/api/v0/dag/export", post(dag_export).get(dag_export))
+        .route("/api/v0/block/put", post(block_put))
+        .route("/api/v0/block/get", post(block_get).get(block_get))
+        .route("/api/v0/pin/ls", post(pin_ls).get(pin_ls))
+        .route("/api/v0/version", post(version).get(version))
+        .route("/ipfs/{cid}", get(trustless))
+        .with_state(state)
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight and returns.
+///
+/// # Errors
+/// The listener's I/O error.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<BlockCache>,
+    limits: CarLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(store, limits))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A gateway running on a background task (tests, benchmarks, the CLI).
+#[derive(Debug)]
+pub struct RunningGateway {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningGateway {
+    /// Binds `addr` (port 0 picks a free port) and starts serving `store`.
+    ///
+    /// # Errors
+    /// The bind error.
+    pub async fn start(
+        addr: SocketAddr,
+        store: Arc<BlockCache>,
+        limits: CarLimits,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, store, limits, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The bound address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR/`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Stops accepting, finishes requests in flight, and waits for the server.
+    ///
+    /// # Errors
+    /// The server's I/O error, or a panic of its task as `Other`.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+// ------------------------------------------------------------------ helpers
+
+type Params = Vec<(String, String)>;
+
+fn param<'a>(q: &'a Params, key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn flag(q: &Params, key: &str, default: bool) -> Result<bool, ApiError> {
+    match param(q, key) {
+        None => Ok(default),
+        Some("true" | "1" | "") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(v) => Err(ApiError::bad(format!("{key}={v:?} is not a boolean"))),
+    }
+}
+
+fn parse_cid(s: &str) -> Result<Cid, ApiError> {
+    let s = s.strip_prefix("/ipfs/").unwrap_or(s);
+    let cid: Cid = s
+        .parse()
+        .map_err(|_| ApiError::bad(format!("invalid CID {s:?}")))?;
+    block::check_cid(&cid).map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(cid)
+}
+
+fn arg(q: &Params) -> Result<Cid, ApiError> {
+    parse_cid(param(q, "arg").ok_or_else(|| ApiError::bad("argument \"arg\" is required"))?)
+}
+
+async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("request body exceeds {MAX_REQUEST_BYTES} bytes or was cut off"),
+        })
+}
+
+/// Runs store work on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+/// The complete DAG under `root` from the store.
+fn export(store: &BlockCache, root: &Cid, limits: &CarLimits) -> Result<Car, ApiError> {
+    if !store.has(root)? {
+        return Err(ApiError::not_found(format!("block {root} not found")));
+    }
+    match car::walk(root, limits, |c| store.get(c))? {
+        Ok(blocks) => Car::from_blocks(*root, blocks, limits)
+            .map_err(|e| ApiError::internal(format!("stored DAG is inconsistent: {e}"))),
+        Err(CarError::MissingBlock(c)) => Err(ApiError::not_found(format!(
+            "DAG under {root} is incomplete here: block {c} not found"
+        ))),
+        Err(e) => Err(ApiError::internal(format!(
+            "stored DAG cannot be exported: {e}"
+        ))),
+    }
+}
+
+fn car_response(bytes: Vec<u8>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.ipld.car; version=1"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+fn ndjson(lines: &[serde_json::Value]) -> Response {
+    let mut body = String::new();
+    for l in lines {
+        body.push_str(&l.to_string());
+        body.push('\n');
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn multipart_parts(headers: &HeaderMap) -> Result<String, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    multipart::boundary_of(ct).map_err(|e| ApiError::bad(e.to_string()))
+}
+
+// ------------------------------------------------------------------ handlers
+
+async fn dag_import(
+    State(st): State<AppState>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let pin = flag(&q, "pin-roots", true)?;
+    let stats = flag(&q, "stats", false)?;
+    let boundary = multipart_parts(&headers)?;
+    let body = read_body(body).await?;
+    let lines = blocking(move || {
+        let parts = multipart::parse(&boundary, &body).map_err(|e| ApiError::bad(e.to_string()))?;
+        let mut cars = Vec::new();
+        for part in parts.iter().filter(|p| !p.data.is_empty()) {
+            let car = Car::decode(part.data, &st.limits)
+                .map_err(|e| ApiError::bad(format!("invalid CAR: {e}")))?;
+            cars.push(car);
+        }
+        if cars.is_empty() {
+            return Err(ApiError::bad("no CAR in the request"));
+        }
+        let mut lines = Vec::new();
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for car in &cars {
+            let roots = if pin { vec![*car.root()] } else { Vec::new() };
+            st.store.put_and_pin(car.blocks(), &roots)?;
+            count = count.saturating_add(car.blocks().len() as u64);
+            bytes = bytes.saturating_add(car.data_bytes());
+            lines.push(json!({"Root": {"Cid": {"/": car.root().to_string()}, "PinErrorMsg": ""}}));
+        }
+        if stats {
+            lines.push(json!({"Stats": {"BlockCount": count, "BlockBytesCount": bytes}}));
+        }
+        tracing::info!(cars = cars.len(), blocks = count, bytes, "dag/import");
+        Ok(lines)
+    })
+    .await?;
+    Ok(ndjson(&lines))
+}
+
+async fn dag_export(State(st): State<AppState>, Query(q): Query<Params>) -> ApiResult {
+    let root = arg(&q)?;
+    let bytes = blocking(move || Ok(export(&st.store, &root, &st.limits)?.encode())).await?;
+    Ok(car_response(bytes))
+}
+
+async fn block_put(
+    State(st): State<AppState>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let codec_name = param(&q, "cid-codec")
+        .or_else(|| param(&q, "format"))
+        .unwrap_or("raw");
+    let codec = match codec_name {
+        "raw" => RAW,
+        "dag-cbor" | "cbor" => DAG_CBOR,
+        other => {
+            return Err(ApiError::bad(format!(
+                "codec {other:?} is not supported (raw, dag-cbor)"
+            )));
+        }
+    };
+    match param(&q, "mhtype") {
+        None | Some("sha2-256") => {}
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "hash {other:?} is not supported (sha2-256)"
+            )));
+        }
+    }
+    match param(&q, "mhlen") {
+        None | Some("-1" | "32") => {}
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "mhlen {other:?} is not supported (32)"
+            )));
+        }
+    }
+    let pin = flag(&q, "pin", false)?;
+    let boundary = multipart_parts(&headers)?;
+    let body = read_body(body).await?;
+    let reply = blocking(move || {
+        let parts = multipart::parse(&boundary, &body).map_err(|e| ApiError::bad(e.to_string()))?;
+        let part = parts
+            .first()
+            .ok_or_else(|| ApiError::bad("no block in the request"))?;
+        if part.data.len() > st.limits.max_block_bytes() {
+            return Err(ApiError::bad(format!(
+                "block of {} bytes exceeds the {}-byte limit",
+                part.data.len(),
+                st.limits.max_block_bytes()
+            )));
+        }
+        let b = VerifiedBlock::from_data(codec, part.data.to_vec())
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        b.links().map_err(|e| ApiError::bad(e.to_string()))?;
+        if pin {
+            // A recursive pin needs the whole DAG here.
+            let cid = *b.cid();
+            let missing = car::walk(&cid, &st.limits, |c| {
+                if c == &cid {
+                    Ok(Some(b.clone()))
+                } else {
+                    st.store.get(c)
+                }
+            })?;
+            if let Err(e) = missing {
+                return Err(ApiError::bad(format!("cannot pin {cid}: {e}")));
+            }
+            st.store.put_and_pin([&b], &[cid])?;
+        } else {
+            st.store.put_many([&b])?;
+        }
+        Ok(json!({"Key": b.cid().to_string(), "Size": b.data().len()}))
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        reply.to_string(),
+    )
+        .into_response())
+}
+
+async fn block_get(State(st): State<AppState>, Query(q): Query<Params>) -> ApiResult {
+    let cid = arg(&q)?;
+    let data = blocking(move || {
+        st.store
+            .get(&cid)?
+            .ok_or_else(|| ApiError::not_found(format!("block {cid} not found")))
+    })
+    .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        data.into_data(),
+    )
+        .into_response())
+}
+
+async fn pin_ls(State(st): State<AppState>, Query(q): Query<Params>) -> ApiResult {
+    let stream = flag(&q, "stream", false)?;
+    let wanted: Vec<Cid> = q
+        .iter()
+        .filter(|(k, _)| k == "arg")
+        .map(|(_, v)| parse_cid(v))
+        .collect::<Result<_, _>>()?;
+    if let Some(t) = param(&q, "type")
+        && !matches!(t, "all" | "recursive")
+    {
+        // Every pin here is recursive: direct and indirect listings are empty.
+        return Ok(if stream {
+            ndjson(&[])
+        } else {
+            ndjson(&[json!({"Keys": {}})])
+        });
+    }
+    let pins = blocking(move || {
+        let all = st.store.pins()?;
+        if wanted.is_empty() {
+            return Ok(all);
+        }
+        for w in &wanted {
+            if !all.contains(w) {
+                return Err(ApiError::not_found(format!("path '{w}' is not pinned")));
+            }
+        }
+        Ok(wanted)
+    })
+    .await?;
+    if stream {
+        let lines: Vec<_> = pins
+            .iter()
+            .map(|c| json!({"Cid": c.to_string(), "Type": "recursive"}))
+            .collect();
+        Ok(ndjson(&lines))
+    } else {
+        let keys: serde_json::Map<String, serde_json::Value> = pins
+            .iter()
+            .map(|c| (c.to_string(), json!({"Type": "recursive"})))
+            .collect();
+        Ok(ndjson(&[json!({"Keys": keys})]))
+    }
+}
+
+async fn version() -> Response {
+    ndjson(&[json!({
+        "Version": concat!("sphere-gateway-", env!("CARGO_PKG_VERSION")),
+        "Commit": "", "Repo": "", "System": "", "Golang": ""
+    })])
+}
+
+async fn trustless(
+    State(st): State<AppState>,
+    Path(cid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let root = parse_cid(&cid)?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let format = match q.get("format").map(String::as_str) {
+        Some("car") => "car",
+        Some("raw") => "raw",
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "format {other:?} is not served here (car, raw)"
+            )));
+        }
+        None if accept.contains(CAR_MEDIA_TYPE) => "car",
+        None if accept.contains(RAW_MEDIA_TYPE) => "raw",
+        None => {
+            return Err(ApiError {
+                status: StatusCode::NOT_ACCEPTABLE,
+                message: "this is a trustless gateway: ask for ?format=car or ?format=raw".into(),
+            });
+        }
+    };
+    if let Some(scope) = q.get("dag-scope")
+        && scope != "all"
+    {
+        return Err(ApiError::bad(format!(
+            "dag-scope {scope:?} is not supported (all)"
+        )));
+    }
+    if format == "car" {
+        let bytes = blocking(move || Ok(export(&st.store, &root, &st.limits)?.encode())).await?;
+        Ok(car_response(bytes))
+    } else {
+        let b = blocking(move || {
+            st.store
+                .get(&root)?
+                .ok_or_else(|| ApiError::not_found(format!("block {root} not found")))
+        })
+        .await?;
+        Ok((
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(RAW_MEDIA_TYPE),
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+            ],
+            b.into_data(),
+        )
+            .into_response())
+    }
+}
