@@ -1,1 +1,4 @@
-//! placeholder
+//! End-to-end scenarios driving the built `sphere-cli` binary.
+
+// `sphere-cli gateway`: the embedded IPFS gateway as a process, with the official Kubo RPC client.
+mod gateway_cli;

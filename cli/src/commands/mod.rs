@@ -1,6 +1,7 @@
 //! One module per subcommand; each is a plain function over resolved settings and
 //! the [`Printer`]. This file only dispatches.
 
+mod gateway;
 mod init;
 mod mnemonic;
 mod status;
@@ -19,6 +20,7 @@ pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
         Command::Init(args) => init::run(&data_dir, &args, printer),
         Command::Status => status::run(&data_dir, printer),
         Command::Mnemonic => mnemonic::run(&data_dir, printer),
+        Command::Gateway(args) => gateway::run(&data_dir, &args, printer),
     }
 }
 

@@ -45,6 +45,9 @@ use super::client::{CAR_MEDIA_TYPE, RAW_MEDIA_TYPE};
 use super::error::{CacheError, CarError};
 use super::multipart;
 
+/// File name of the gateway's block store inside `sphere-cli gateway`'s data dir.
+pub const GATEWAY_DB: &str = "gateway.db";
+
 /// Largest request body (bytes): the CAR limit plus 1 MiB of multipart framing.
 pub const MAX_REQUEST_BYTES: usize = 101 * 1024 * 1024;
 
