@@ -18,7 +18,8 @@
 //! root, every block must hash to its CID (CIDv1, sha2-256, dag-cbor or raw), the
 //! DAG must be complete with no stray blocks, within [`CarLimits`]. A refused input
 //! gets 400 with a Kubo-style JSON error `{"Message":…,"Code":1,"Type":"error"}`;
-//! an unknown CID 404 (`Code` 3); a body over [`MAX_REQUEST_BYTES`] 413; a store
+//! an unknown CID 404 (`Code` 3); a body over the CAR limit plus
+//! [`MULTIPART_SLACK`] 413; a store
 //! failure 500. Nothing is written unless all of a CAR verifies (one transaction).
 
 use std::collections::HashMap;
@@ -48,13 +49,15 @@ use super::multipart;
 /// File name of the gateway's block store inside `sphere-cli gateway`'s data dir.
 pub const GATEWAY_DB: &str = "gateway.db";
 
-/// Largest request body (bytes): the CAR limit plus 1 MiB of multipart framing.
-pub const MAX_REQUEST_BYTES: usize = 101 * 1024 * 1024;
+/// Room for multipart framing above the CAR limit (bytes): 1 MiB. The largest
+/// request body is `CarLimits::max_bytes() + MULTIPART_SLACK` (101 MiB by default).
+pub const MULTIPART_SLACK: usize = 1024 * 1024;
 
 #[derive(Clone)]
 struct AppState {
     store: Arc<BlockCache>,
     limits: CarLimits,
+    max_request: usize,
 }
 
 /// A refused request, rendered as Kubo renders errors.
@@ -116,7 +119,14 @@ type ApiResult = Result<Response, ApiError>;
 
 /// The gateway's routes over `store`, enforcing `limits`.
 pub fn router(store: Arc<BlockCache>, limits: CarLimits) -> Router {
-    let state = AppState { store, limits };
+    let max_request = usize::try_from(limits.max_bytes())
+        .unwrap_or(usize::MAX)
+        .saturating_add(MULTIPART_SLACK);
+    let state = AppState {
+        store,
+        limits,
+        max_request,
+    };
     Router::new()
         .route("/api/v0/dag/import", post(dag_import))
         .route("/api/v0/dag/export", post(dag_export).get(dag_export))
@@ -239,12 +249,12 @@ fn arg(q: &Params) -> Result<Cid, ApiError> {
     parse_cid(param(q, "arg").ok_or_else(|| ApiError::bad("argument \"arg\" is required"))?)
 }
 
-async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!("request body exceeds {MAX_REQUEST_BYTES} bytes or was cut off"),
+            message: format!("request body exceeds {limit} bytes or was cut off"),
         })
 }
 
@@ -326,7 +336,7 @@ async fn dag_import(
     let pin = flag(&q, "pin-roots", true)?;
     let stats = flag(&q, "stats", false)?;
     let boundary = multipart_parts(&headers)?;
-    let body = read_body(body).await?;
+    let body = read_body(body, st.max_request).await?;
     let lines = blocking(move || {
         let parts = multipart::parse(&boundary, &body).map_err(|e| ApiError::bad(e.to_string()))?;
         let mut cars = Vec::new();
@@ -399,7 +409,7 @@ async fn block_put(
     }
     let pin = flag(&q, "pin", false)?;
     let boundary = multipart_parts(&headers)?;
-    let body = read_body(body).await?;
+    let body = read_body(body, st.max_request).await?;
     let reply = blocking(move || {
         let parts = multipart::parse(&boundary, &body).map_err(|e| ApiError::bad(e.to_string()))?;
         let part = parts
@@ -574,5 +584,290 @@ async fn trustless(
             b.into_data(),
         )
             .into_response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipfs::block::cid_of;
+
+    struct Fixture {
+        gw: RunningGateway,
+        store: Arc<BlockCache>,
+        http: reqwest::Client,
+    }
+
+    async fn fixture() -> Fixture {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let store = Arc::new(BlockCache::in_memory().unwrap());
+        let gw = RunningGateway::start(
+            "127.0.0.1:0".parse().unwrap(),
+            store.clone(),
+            CarLimits::default(),
+        )
+        .await
+        .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        Fixture { gw, store, http }
+    }
+
+    impl Fixture {
+        fn url(&self, path: &str) -> String {
+            format!("{}{path}", self.gw.url())
+        }
+        async fn post_file(&self, path: &str, data: &[u8]) -> reqwest::Response {
+            let b = multipart::boundary();
+            self.http
+                .post(self.url(path))
+                .header(header::CONTENT_TYPE, multipart::content_type(&b))
+                .body(multipart::encode_file(&b, "file", "f", data))
+                .send()
+                .await
+                .unwrap()
+        }
+    }
+
+    /// root (dag-cbor list of 2 links) → two raw leaves.
+    fn sample() -> Car {
+        let a = VerifiedBlock::from_data(RAW, b"leaf a".to_vec()).unwrap();
+        let b = VerifiedBlock::from_data(RAW, b"leaf b".to_vec()).unwrap();
+        let v = ipld_core::ipld::Ipld::List(vec![
+            ipld_core::ipld::Ipld::Link(*a.cid()),
+            ipld_core::ipld::Ipld::Link(*b.cid()),
+        ]);
+        let root =
+            VerifiedBlock::from_data(DAG_CBOR, serde_ipld_dagcbor::to_vec(&v).unwrap()).unwrap();
+        let cid = *root.cid();
+        Car::from_blocks(cid, [root, a, b], &CarLimits::default()).unwrap()
+    }
+
+    async fn error_message(r: reqwest::Response) -> (u16, String) {
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["Type"], "error");
+        (status, v["Message"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn dag_import_stores_pins_and_reports_the_root() {
+        let f = fixture().await;
+        let car = sample();
+        let r = f
+            .post_file("api/v0/dag/import?pin-roots=true&stats=true", &car.encode())
+            .await;
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["Root"]["Cid"]["/"], car.root().to_string());
+        assert_eq!(lines[0]["Root"]["PinErrorMsg"], "");
+        assert_eq!(lines[1]["Stats"]["BlockCount"], 3);
+        assert!(f.store.is_pinned(car.root()).unwrap());
+        // exported back byte for byte, by both routes
+        let export = f
+            .http
+            .post(f.url(&format!("api/v0/dag/export?arg={}", car.root())))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(export.bytes().await.unwrap().as_ref(), car.encode());
+        let trustless = f
+            .http
+            .get(f.url(&format!("ipfs/{}", car.root())))
+            .header(header::ACCEPT, CAR_MEDIA_TYPE)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            trustless.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(CAR_MEDIA_TYPE)
+        );
+        assert_eq!(trustless.bytes().await.unwrap().as_ref(), car.encode());
+        // pin/ls, both shapes
+        let ls: serde_json::Value = f
+            .http
+            .post(f.url("api/v0/pin/ls"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ls["Keys"][car.root().to_string()]["Type"], "recursive");
+        let streamed = f
+            .http
+            .post(f.url("api/v0/pin/ls?stream=true"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(streamed.lines().next().unwrap()).unwrap();
+        assert_eq!(first["Cid"], car.root().to_string());
+    }
+
+    #[tokio::test]
+    async fn bad_cars_get_400_with_a_message_and_store_nothing() {
+        let f = fixture().await;
+        let car = sample();
+        let mut tampered = car.encode();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let (status, msg) = error_message(f.post_file("api/v0/dag/import", &tampered).await).await;
+        assert_eq!(status, 400);
+        assert!(
+            msg.contains("invalid CAR") && msg.contains("do not hash"),
+            "{msg}"
+        );
+        // incomplete DAG
+        let short = car::encode(car.root(), &car.blocks()[..2]);
+        let (status, msg) = error_message(f.post_file("api/v0/dag/import", &short).await).await;
+        assert_eq!(status, 400);
+        assert!(msg.contains("missing"), "{msg}");
+        // not multipart at all
+        let r = f
+            .http
+            .post(f.url("api/v0/dag/import"))
+            .body(car.encode())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_message(r).await.0, 400);
+        // garbage
+        let (status, _) = error_message(f.post_file("api/v0/dag/import", b"not a car").await).await;
+        assert_eq!(status, 400);
+        assert!(f.store.is_empty().unwrap());
+    }
+
+    #[tokio::test]
+    async fn block_put_and_get() {
+        let f = fixture().await;
+        let r = f.post_file("api/v0/block/put", b"hello").await;
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            v["Key"],
+            "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
+        );
+        assert_eq!(v["Size"], 5);
+        let cid = cid_of(RAW, b"hello").unwrap();
+        let got = f
+            .http
+            .post(f.url(&format!("api/v0/block/get?arg={cid}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.bytes().await.unwrap().as_ref(), b"hello");
+        let raw = f
+            .http
+            .get(f.url(&format!("ipfs/{cid}?format=raw")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(raw.headers()[header::CONTENT_TYPE], RAW_MEDIA_TYPE);
+        assert_eq!(raw.bytes().await.unwrap().as_ref(), b"hello");
+        // a dag-cbor block that is not CBOR is refused
+        let (status, _) = error_message(
+            f.post_file("api/v0/block/put?cid-codec=dag-cbor", b"\xff\xff")
+                .await,
+        )
+        .await;
+        assert_eq!(status, 400);
+        // pinning a block whose children are absent is refused
+        let car = sample();
+        let (status, msg) = error_message(
+            f.post_file(
+                "api/v0/block/put?cid-codec=dag-cbor&pin=true",
+                car.blocks()[0].data(),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(msg.contains("cannot pin"), "{msg}");
+        // unsupported hash
+        let (status, _) =
+            error_message(f.post_file("api/v0/block/put?mhtype=blake3", b"x").await).await;
+        assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn unknown_and_invalid_cids() {
+        let f = fixture().await;
+        let absent = cid_of(RAW, b"absent").unwrap();
+        for path in [
+            format!("api/v0/block/get?arg={absent}"),
+            format!("api/v0/dag/export?arg={absent}"),
+        ] {
+            let r = f.http.post(f.url(&path)).send().await.unwrap();
+            assert_eq!(error_message(r).await.0, 404, "{path}");
+        }
+        let r = f
+            .http
+            .get(f.url(&format!("ipfs/{absent}?format=car")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let r = f
+            .http
+            .get(f.url("ipfs/not-a-cid?format=car"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = f
+            .http
+            .get(f.url(&format!("ipfs/{absent}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 406, "only trustless formats are served");
+        let r = f.http.post(f.url("api/v0/block/get")).send().await.unwrap();
+        assert_eq!(error_message(r).await.0, 400);
+    }
+
+    #[tokio::test]
+    async fn oversize_bodies_get_413() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let store = Arc::new(BlockCache::in_memory().unwrap());
+        let limits = CarLimits::default().with_max_bytes(1024);
+        let gw = RunningGateway::start("127.0.0.1:0".parse().unwrap(), store.clone(), limits)
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let b = multipart::boundary();
+        let body = multipart::encode_file(&b, "file", "f", &vec![7u8; MULTIPART_SLACK + 2048]);
+        let r = http
+            .post(format!("{}api/v0/dag/import", gw.url()))
+            .header(header::CONTENT_TYPE, multipart::content_type(&b))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413);
+        // Within the request limit but over the CAR limit: a 400 naming the limit.
+        let car = sample();
+        let mut big = vec![car.blocks()[0].clone()];
+        big.extend((0..20u8).map(|i| VerifiedBlock::from_data(RAW, vec![i; 100]).unwrap()));
+        let bytes = car::encode(car.root(), &big);
+        assert!(bytes.len() > 1024);
+        let r = http
+            .post(format!("{}api/v0/dag/import", gw.url()))
+            .header(header::CONTENT_TYPE, multipart::content_type(&b))
+            .body(multipart::encode_file(&b, "file", "f", &bytes))
+            .send()
+            .await
+            .unwrap();
+        let (status, msg) = error_message(r).await;
+        assert_eq!(status, 400);
+        assert!(msg.contains("1024-byte limit"), "{msg}");
+        assert!(store.is_empty().unwrap());
     }
 }
