@@ -353,6 +353,17 @@ mod tests {
     }
 
     #[test]
+    fn hello_car_bytes_are_as_documented() {
+        // docs/formats.md §7.1
+        let b = VerifiedBlock::from_data(RAW, b"hello".to_vec()).unwrap();
+        let car = Car::from_blocks(*b.cid(), [b], &CarLimits::default()).unwrap();
+        assert_eq!(
+            hex::encode(car.encode()),
+            "3aa265726f6f747381d82a582500015512202cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b98246776657273696f6e0129015512202cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b982468656c6c6f"
+        );
+    }
+
+    #[test]
     fn round_trip_keeps_every_block() {
         let (root, blocks) = sample(10);
         let car = Car::from_blocks(root, blocks.clone(), &CarLimits::default()).unwrap();
