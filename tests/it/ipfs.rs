@@ -464,3 +464,27 @@ async fn the_local_cache_is_read_first_and_filled_by_fetches() {
     assert_eq!(second.source, Source::Local);
     assert_eq!(second.car, car);
 }
+
+#[tokio::test]
+async fn an_oversize_pin_reply_is_refused() {
+    let chatty = serve(Router::new().fallback(|| async {
+        let max = usize::try_from(sphere_profile::ipfs::client::MAX_JSON_BYTES).unwrap();
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            " ".repeat(max + 1),
+        )
+    }))
+    .await;
+    let car = sample_car(2, 10);
+    let client = IpfsClient::new(fast_config().with_gateway(gw(&chatty))).unwrap();
+    let err = client.pin_car(&car).await.unwrap_err();
+    let PinError::AllFailed { failures, .. } = &err else {
+        panic!("expected AllFailed, got {err}");
+    };
+    assert_eq!(
+        failures[0].cause,
+        FailureCause::TooLarge {
+            limit: sphere_profile::ipfs::client::MAX_JSON_BYTES
+        }
+    );
+}

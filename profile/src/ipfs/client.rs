@@ -525,7 +525,7 @@ impl IpfsClient {
         if status.is_success() {
             return Ok(resp);
         }
-        let body = self.read_body(resp, 512).await.unwrap_or_default();
+        let body = self.read_prefix(resp, 512).await;
         let text = String::from_utf8_lossy(&body);
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -535,6 +535,19 @@ impl IpfsClient {
             status: status.as_u16(),
             message,
         })
+    }
+
+    /// The first `n` bytes of an error body, best effort (for the failure message).
+    async fn read_prefix(&self, mut resp: Response, n: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        while buf.len() < n {
+            match tokio::time::timeout(self.config.stall_timeout(), resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => buf.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        buf.truncate(n);
+        buf
     }
 
     /// Reads a body of at most `limit` bytes, with the stall timeout between chunks.

@@ -294,6 +294,30 @@ mod tests {
     }
 
     #[test]
+    fn at_most_max_gateways() {
+        let urls = |n: usize| {
+            (0..n)
+                .map(|i| GatewayUrl::parse(&format!("http://127.0.0.1:{}/", 1000 + i)).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            GatewayConfig::default()
+                .with_gateways(urls(MAX_GATEWAYS))
+                .build()
+                .is_ok()
+        );
+        assert!(matches!(
+            GatewayConfig::default()
+                .with_gateways(urls(MAX_GATEWAYS + 1))
+                .build(),
+            Err(ConfigError::OutOfRange {
+                field: "gateways",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn build_checks_ranges() {
         assert!(GatewayConfig::default().build().is_ok());
         assert!(

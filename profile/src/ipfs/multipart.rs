@@ -209,6 +209,25 @@ mod tests {
     }
 
     #[test]
+    fn at_most_max_parts() {
+        let body = |n: usize| {
+            let mut b = Vec::new();
+            for _ in 0..n {
+                b.extend_from_slice(
+                    b"--XX\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n",
+                );
+            }
+            b.extend_from_slice(b"--XX--\r\n");
+            b
+        };
+        assert_eq!(parse("XX", &body(MAX_PARTS)).unwrap().len(), MAX_PARTS);
+        assert_eq!(
+            parse("XX", &body(MAX_PARTS + 1)),
+            Err(MultipartError::TooManyParts)
+        );
+    }
+
+    #[test]
     fn malformed_bodies_are_refused() {
         for bad in [
             &b""[..],
