@@ -119,6 +119,12 @@ impl VerifiedBlock {
         Ok(Self { cid, data })
     }
 
+    /// A block read back from this crate's own store, where only verified blocks
+    /// are written. Used by the embedded gateway, whose clients re-verify anyway.
+    pub(crate) fn from_store(cid: Cid, data: Vec<u8>) -> Self {
+        Self { cid, data }
+    }
+
     /// Hashes `data` under `codec` into a new block.
     ///
     /// # Errors

@@ -272,7 +272,7 @@ fn export(store: &BlockCache, root: &Cid, limits: &CarLimits) -> Result<Car, Api
     if !store.has(root)? {
         return Err(ApiError::not_found(format!("block {root} not found")));
     }
-    match car::walk(root, limits, |c| store.get(c))? {
+    match car::walk(root, limits, |c| store.get_stored(c))? {
         Ok(blocks) => Car::from_blocks(*root, blocks, limits)
             .map_err(|e| ApiError::internal(format!("stored DAG is inconsistent: {e}"))),
         Err(CarError::MissingBlock(c)) => Err(ApiError::not_found(format!(
