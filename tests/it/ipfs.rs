@@ -274,18 +274,26 @@ async fn the_budget_bounds_a_fetch_from_a_stalling_gateway() {
 
 #[tokio::test]
 async fn an_oversize_car_is_refused_without_reading_it_all() {
-    const CHUNK: usize = 64 * 1024;
-    const TOTAL_CHUNKS: u64 = 4096; // 256 MiB if read to the end
+    // An endless but well-formed CAR: a header, then the same valid 60 KiB block
+    // again and again, so the client verifies frame after frame until the byte cap.
+    const TOTAL_FRAMES: u64 = 4096; // about 240 MiB if read to the end
+    let block = VerifiedBlock::from_data(RAW, vec![7u8; 60_000]).unwrap();
+    let once = sphere_profile::ipfs::car::encode(block.cid(), std::slice::from_ref(&block));
+    let twice = sphere_profile::ipfs::car::encode(block.cid(), &[block.clone(), block.clone()]);
+    let frame = twice[once.len()..].to_vec();
+    let frame_len = frame.len() as u64;
     let sent = Arc::new(AtomicU64::new(0));
     let counter = sent.clone();
     let endless = serve(Router::new().fallback(move || {
         let counter = counter.clone();
+        let (once, frame) = (once.clone(), frame.clone());
         async move {
-            let s = futures::stream::iter(0..TOTAL_CHUNKS).map(move |_| {
-                counter.fetch_add(CHUNK as u64, Ordering::SeqCst);
-                Ok::<_, std::io::Error>(vec![0u8; CHUNK])
+            let head = futures::stream::once(async move { Ok::<_, std::io::Error>(once) });
+            let tail = futures::stream::iter(1..TOTAL_FRAMES).map(move |_| {
+                counter.fetch_add(frame_len, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(frame.clone())
             });
-            Response::new(Body::from_stream(s))
+            Response::new(Body::from_stream(head.chain(tail)))
         }
     }))
     .await;
@@ -299,18 +307,18 @@ async fn an_oversize_car_is_refused_without_reading_it_all() {
     }))
     .await;
     let limit = 1024 * 1024;
-    let car = sample_car(3, 100);
+    let car = block.clone();
     let client = IpfsClient::new(
         fast_config()
             .with_limits(CarLimits::default().with_max_bytes(limit))
             .with_gateways(vec![gw(&endless), gw(&liar_length)]),
     )
     .unwrap();
-    let err = client.fetch_car(car.root()).await.unwrap_err();
+    let err = client.fetch_car(car.cid()).await.unwrap_err();
     let f = err.failures();
     assert_eq!(f[0].cause, FailureCause::TooLarge { limit });
     assert_eq!(f[1].cause, FailureCause::TooLarge { limit });
-    let total = TOTAL_CHUNKS * CHUNK as u64;
+    let total = TOTAL_FRAMES * frame_len;
     let sent = sent.load(Ordering::SeqCst);
     assert!(
         sent < total / 8,

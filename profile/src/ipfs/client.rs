@@ -248,14 +248,9 @@ impl IpfsClient {
                 .post(gw.url("api/v0/dag/export", &[("arg", &root.to_string())])),
         };
         let resp = self.send(req).await?;
-        let bytes = self.read_body(resp, limits.max_bytes()).await?;
-        // Decoding a large CAR is CPU work: keep it off the async worker.
-        let limits = *limits;
-        let root = *root;
-        tokio::task::spawn_blocking(move || Car::decode_expecting(&bytes, &root, &limits))
-            .await
-            .map_err(|e| FailureCause::Protocol(format!("verifier task failed: {e}")))?
-            .map_err(FailureCause::Tampered)
+        check_headers(&resp, limits.max_bytes())?;
+        // Blocks are verified as their frames arrive, overlapping hashing and transfer.
+        super::stream::read_car(resp, root, limits, self.config.stall_timeout()).await
     }
 
     /// The block-by-block fallback: a depth-first walk with `block/get`, each block
@@ -553,19 +548,7 @@ impl IpfsClient {
     /// Reads a body of at most `limit` bytes, with the stall timeout between chunks.
     /// Oversize bodies are dropped as soon as they pass `limit`.
     async fn read_body(&self, mut resp: Response, limit: u64) -> Attempt<Vec<u8>> {
-        if let Some(enc) = resp.headers().get(CONTENT_ENCODING)
-            && enc.as_bytes() != b"identity"
-        {
-            return Err(FailureCause::Protocol(format!(
-                "content encoding {:?} refused: bytes must be verified as sent",
-                String::from_utf8_lossy(enc.as_bytes())
-            )));
-        }
-        if let Some(len) = resp.content_length()
-            && len > limit
-        {
-            return Err(FailureCause::TooLarge { limit });
-        }
+        check_headers(&resp, limit)?;
         let cap = resp.content_length().unwrap_or(0).min(limit);
         let mut buf = Vec::with_capacity(usize::try_from(cap).unwrap_or(0));
         let stall = self.config.stall_timeout();
@@ -583,6 +566,25 @@ impl IpfsClient {
             }
         }
     }
+}
+
+/// Refuses a response with a content encoding (bytes must be hashed as sent) or a
+/// Content-Length over `limit` (before reading any of the body).
+fn check_headers(resp: &Response, limit: u64) -> Attempt<()> {
+    if let Some(enc) = resp.headers().get(CONTENT_ENCODING)
+        && enc.as_bytes() != b"identity"
+    {
+        return Err(FailureCause::Protocol(format!(
+            "content encoding {:?} refused: bytes must be verified as sent",
+            String::from_utf8_lossy(enc.as_bytes())
+        )));
+    }
+    if let Some(len) = resp.content_length()
+        && len > limit
+    {
+        return Err(FailureCause::TooLarge { limit });
+    }
+    Ok(())
 }
 
 /// The endpoints the client uses, named as in failure reports.
@@ -627,7 +629,7 @@ fn backoff(base: Duration, max: Duration, n: u32) -> Duration {
     capped.mul_f64(rand::rng().random_range(0.5..1.5))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {

@@ -24,6 +24,7 @@ pub mod error;
 pub mod multipart;
 #[cfg(feature = "server")]
 pub mod server;
+mod stream;
 
 pub use block::VerifiedBlock;
 pub use cache::BlockCache;
