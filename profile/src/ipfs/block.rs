@@ -121,6 +121,7 @@ impl VerifiedBlock {
 
     /// A block read back from this crate's own store, where only verified blocks
     /// are written. Used by the embedded gateway, whose clients re-verify anyway.
+    #[cfg(feature = "server")]
     pub(crate) fn from_store(cid: Cid, data: Vec<u8>) -> Self {
         Self { cid, data }
     }

@@ -100,6 +100,7 @@ impl BlockCache {
 
     /// The block `cid` as stored, without re-hashing (the embedded gateway's read
     /// path: what it serves is verified by its client).
+    #[cfg(feature = "server")]
     pub(crate) fn get_stored(&self, cid: &Cid) -> Result<Option<VerifiedBlock>, CacheError> {
         let data: Option<Vec<u8>> = self
             .conn()?
