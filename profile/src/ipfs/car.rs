@@ -246,6 +246,24 @@ pub fn encode(root: &Cid, blocks: &[VerifiedBlock]) -> Vec<u8> {
     })
 }
 
+/// Appends one CARv1 block frame to `out`: unsigned LEB128 of `len(CID) + len(data)`,
+/// the binary CID, the data (the framing iroh-car writes; used to stream exports).
+pub fn write_frame(out: &mut Vec<u8>, block: &VerifiedBlock) {
+    let cid = block.cid().to_bytes();
+    let mut len = cid.len().saturating_add(block.data().len()) as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&cid);
+    out.extend_from_slice(block.data());
+}
+
 /// Reads the header and all block frames (not yet verified).
 async fn read_frames(
     bytes: &[u8],
@@ -422,6 +440,21 @@ mod tests {
             hex::encode(car.encode()),
             "3aa265726f6f747381d82a582500015512202cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b98246776657273696f6e0129015512202cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b982468656c6c6f"
         );
+    }
+
+    #[test]
+    fn write_frame_matches_the_writer() {
+        let (root, blocks) = sample(300);
+        let mut framed = encode(&root, &[]);
+        for b in &blocks {
+            write_frame(&mut framed, b);
+        }
+        assert_eq!(framed, encode(&root, &blocks));
+        // a frame over 127 and over 16383 bytes (2- and 3-byte lengths)
+        let big = VerifiedBlock::from_data(RAW, vec![1; 20_000]).unwrap();
+        let mut one = encode(big.cid(), &[]);
+        write_frame(&mut one, &big);
+        assert_eq!(one, encode(big.cid(), std::slice::from_ref(&big)));
     }
 
     #[test]

@@ -43,7 +43,7 @@ use super::block::{self, DAG_CBOR, RAW, VerifiedBlock};
 use super::cache::BlockCache;
 use super::car::{self, Car, CarLimits};
 use super::client::{CAR_MEDIA_TYPE, RAW_MEDIA_TYPE};
-use super::error::{CacheError, CarError};
+use super::error::CacheError;
 use super::multipart;
 
 /// File name of the gateway's block store inside `sphere-cli gateway`'s data dir.
@@ -267,25 +267,64 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
-/// The complete DAG under `root` from the store.
-fn export(store: &BlockCache, root: &Cid, limits: &CarLimits) -> Result<Car, ApiError> {
-    if !store.has(root)? {
-        return Err(ApiError::not_found(format!("block {root} not found")));
-    }
-    match car::walk(root, limits, |c| store.get_stored(c))? {
-        Ok(blocks) => Car::from_blocks(*root, blocks, limits)
-            .map_err(|e| ApiError::internal(format!("stored DAG is inconsistent: {e}"))),
-        Err(CarError::MissingBlock(c)) => Err(ApiError::not_found(format!(
-            "DAG under {root} is incomplete here: block {c} not found"
-        ))),
-        Err(e) => Err(ApiError::internal(format!(
-            "stored DAG cannot be exported: {e}"
-        ))),
-    }
+/// Frames are sent to the client in batches of about this many bytes.
+const EXPORT_BATCH_BYTES: usize = 256 * 1024;
+/// Batches buffered between the store reader and the HTTP body.
+const EXPORT_QUEUE: usize = 8;
+
+/// Why the export's store reader stopped early.
+enum ExportStop {
+    Cache(CacheError),
+    ClientGone,
 }
 
-fn car_response(bytes: Vec<u8>) -> Response {
-    (
+/// Streams the DAG under `root` as CARv1 (header, then blocks in depth-first
+/// pre-order, byte-identical to [`Car::encode`]) while a blocking task reads the
+/// store, so reading, sending and the client's hashing overlap. An absent root is a
+/// 404 before the body starts; a block found missing mid-walk aborts the body, which
+/// the client sees as a truncated CAR.
+async fn stream_export(st: AppState, root: Cid) -> ApiResult {
+    let store = st.store.clone();
+    if !blocking(move || Ok(store.has(&root)?)).await? {
+        return Err(ApiError::not_found(format!("block {root} not found")));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(EXPORT_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let header = car::encode(&root, &[]);
+        if tx.blocking_send(Ok(header)).is_err() {
+            return;
+        }
+        let mut batch = Vec::with_capacity(EXPORT_BATCH_BYTES);
+        let walked = car::walk(&root, &st.limits, |cid| {
+            let block = st.store.get_stored(cid).map_err(ExportStop::Cache)?;
+            if let Some(b) = &block {
+                car::write_frame(&mut batch, b);
+                if batch.len() >= EXPORT_BATCH_BYTES {
+                    let full =
+                        std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH_BYTES));
+                    tx.blocking_send(Ok(full))
+                        .map_err(|_| ExportStop::ClientGone)?;
+                }
+            }
+            Ok(block)
+        });
+        let end = match walked {
+            Ok(Ok(_)) => Ok(batch),
+            Ok(Err(e)) => Err(std::io::Error::other(format!(
+                "export of {root} stopped: {e}"
+            ))),
+            Err(ExportStop::Cache(e)) => {
+                tracing::error!(error = %e, "gateway block store failed during export");
+                Err(std::io::Error::other(e.to_string()))
+            }
+            Err(ExportStop::ClientGone) => return,
+        };
+        let _ = tx.blocking_send(end);
+    });
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    Ok((
         [
             (
                 header::CONTENT_TYPE,
@@ -296,9 +335,9 @@ fn car_response(bytes: Vec<u8>) -> Response {
                 HeaderValue::from_static("nosniff"),
             ),
         ],
-        bytes,
+        body,
     )
-        .into_response()
+        .into_response())
 }
 
 fn ndjson(lines: &[serde_json::Value]) -> Response {
@@ -369,8 +408,7 @@ async fn dag_import(
 
 async fn dag_export(State(st): State<AppState>, Query(q): Query<Params>) -> ApiResult {
     let root = arg(&q)?;
-    let bytes = blocking(move || Ok(export(&st.store, &root, &st.limits)?.encode())).await?;
-    Ok(car_response(bytes))
+    stream_export(st, root).await
 }
 
 async fn block_put(
@@ -561,8 +599,7 @@ async fn trustless(
         )));
     }
     if format == "car" {
-        let bytes = blocking(move || Ok(export(&st.store, &root, &st.limits)?.encode())).await?;
-        Ok(car_response(bytes))
+        stream_export(st, root).await
     } else {
         let b = blocking(move || {
             st.store
@@ -795,6 +832,36 @@ mod tests {
         let (status, _) =
             error_message(f.post_file("api/v0/block/put?mhtype=blake3", b"x").await).await;
         assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_dag_aborts_the_export_and_the_client_says_so() {
+        let f = fixture().await;
+        let car = sample();
+        // the root alone, without its leaves (no pin, so the gateway accepts it)
+        let r = f
+            .post_file(
+                "api/v0/block/put?cid-codec=dag-cbor",
+                car.blocks()[0].data(),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let client = crate::ipfs::IpfsClient::new(
+            crate::ipfs::GatewayConfig::default()
+                .with_gateway(crate::ipfs::GatewayUrl::parse(&f.gw.url()).unwrap())
+                .with_max_attempts(1),
+        )
+        .unwrap();
+        let err = client.fetch_car(car.root()).await.unwrap_err();
+        let first = &err.failures()[0];
+        assert_eq!(first.endpoint, "GET /ipfs/{cid}?format=car");
+        assert!(
+            matches!(
+                first.cause,
+                crate::ipfs::FailureCause::Network(_) | crate::ipfs::FailureCause::Tampered(_)
+            ),
+            "{first}"
+        );
     }
 
     #[tokio::test]
