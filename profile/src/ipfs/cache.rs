@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS ipfs_blocks_v1 (cid BLOB PRIMARY KEY, data BLOB NOT N
 CREATE TABLE IF NOT EXISTS ipfs_pins_v1 (cid BLOB PRIMARY KEY, pinned_at INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
+/// Inserts a block, or repairs a stored row whose bytes differ (a damaged row: the
+/// new bytes were verified, so they are right). Changes 0 rows when already stored.
+const UPSERT_BLOCK: &str = "INSERT INTO ipfs_blocks_v1 (cid, data) VALUES (?1, ?2) \
+     ON CONFLICT(cid) DO UPDATE SET data = excluded.data WHERE data != excluded.data";
+
 /// A SQLite block store. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct BlockCache {
@@ -121,8 +126,8 @@ impl BlockCache {
             .exists(params![cid.to_bytes()])?)
     }
 
-    /// Stores blocks in one transaction (already present ones are left as they are).
-    /// Returns how many were new.
+    /// Stores blocks in one transaction (already present ones are left as they are,
+    /// damaged ones repaired). Returns how many rows were new or repaired.
     ///
     /// # Errors
     /// SQLite errors; nothing is written then.
@@ -134,9 +139,7 @@ impl BlockCache {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut new = 0usize;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO ipfs_blocks_v1 (cid, data) VALUES (?1, ?2)",
-            )?;
+            let mut stmt = tx.prepare_cached(UPSERT_BLOCK)?;
             for b in blocks {
                 new = new.saturating_add(stmt.execute(params![b.cid().to_bytes(), b.data()])?);
             }
@@ -162,9 +165,7 @@ impl BlockCache {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut new = 0usize;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO ipfs_blocks_v1 (cid, data) VALUES (?1, ?2)",
-            )?;
+            let mut stmt = tx.prepare_cached(UPSERT_BLOCK)?;
             for b in blocks {
                 new = new.saturating_add(stmt.execute(params![b.cid().to_bytes(), b.data()])?);
             }
@@ -275,6 +276,9 @@ mod tests {
             .execute("UPDATE ipfs_blocks_v1 SET data = x'62'", [])
             .unwrap();
         assert!(matches!(store.get(a.cid()), Err(CacheError::Corrupt(_))));
+        // writing the verified block again repairs the row
+        assert_eq!(store.put_many([&a]).unwrap(), 1);
+        assert_eq!(store.get(a.cid()).unwrap().unwrap(), a);
     }
 
     #[test]

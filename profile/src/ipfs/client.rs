@@ -45,7 +45,9 @@ use super::block::{self, VerifiedBlock};
 use super::cache::BlockCache;
 use super::car::Car;
 use super::config::{GatewayConfig, GatewayUrl};
-use super::error::{CarError, ConfigError, FailureCause, FetchError, GatewayFailure, PinError};
+use super::error::{
+    CacheError, CarError, ConfigError, FailureCause, FetchError, GatewayFailure, PinError,
+};
 use super::multipart;
 
 /// Media type of CARv1 responses (trustless gateway spec).
@@ -219,7 +221,15 @@ impl IpfsClient {
             return Ok(None);
         };
         let limits = self.config.limits();
-        match super::car::walk(root, limits, |cid| cache.get(cid))? {
+        // A damaged row counts as a miss: the network copy will repair it.
+        let get = |cid: &Cid| match cache.get(cid) {
+            Err(CacheError::Corrupt(e)) => {
+                tracing::warn!(error = %e, "damaged block in the local cache; refetching");
+                Ok(None)
+            }
+            other => other,
+        };
+        match super::car::walk(root, limits, get)? {
             Ok(blocks) => Ok(Car::from_blocks(*root, blocks, limits).ok()),
             Err(_) => Ok(None),
         }
@@ -665,6 +675,44 @@ mod tests {
         assert!(s(503).is_transient() && s(429).is_transient());
         assert!(!s(404).is_transient() && is_unsupported(&s(404)) && is_unsupported(&s(405)));
         assert!(!FailureCause::Tampered(CarError::RootCount(0)).is_transient());
+    }
+
+    #[cfg(feature = "server")]
+    #[tokio::test]
+    async fn a_damaged_cache_row_is_refetched_and_repaired() {
+        use crate::ipfs::car::CarLimits;
+        use crate::ipfs::server::RunningGateway;
+
+        let gw_store = Arc::new(BlockCache::in_memory().unwrap());
+        let gw = RunningGateway::start(
+            "127.0.0.1:0".parse().unwrap(),
+            gw_store,
+            CarLimits::default(),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile.db");
+        let cache = Arc::new(BlockCache::open(&path).unwrap());
+        let client = IpfsClient::new(
+            GatewayConfig::default().with_gateway(GatewayUrl::parse(&gw.url()).unwrap()),
+        )
+        .unwrap()
+        .with_cache(cache.clone());
+        let block = VerifiedBlock::from_data(block::RAW, b"precious".to_vec()).unwrap();
+        let car = Car::from_blocks(*block.cid(), [block.clone()], &CarLimits::default()).unwrap();
+        client.pin_car(&car).await.unwrap();
+        // damage the cached row behind the store's back
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE ipfs_blocks_v1 SET data = x'00'", [])
+            .unwrap();
+        let fetched = client.fetch_car(car.root()).await.unwrap();
+        assert!(matches!(fetched.source, Source::Gateway { .. }));
+        assert_eq!(fetched.car, car);
+        assert_eq!(cache.get(block.cid()).unwrap().unwrap(), block);
+        let again = client.fetch_car(car.root()).await.unwrap();
+        assert_eq!(again.source, Source::Local);
     }
 
     #[tokio::test]
