@@ -8,7 +8,8 @@
 //!   ROWID`): rows are kilobytes, and SQLite keeps large rows out of the key index,
 //!   which measured 2× faster writes and 4× faster reads for 10 KiB blocks. Only
 //!   [`VerifiedBlock`]s are written, and [`BlockCache::get`] re-hashes the bytes, so
-//!   a row damaged on disk is reported ([`CacheError::Corrupt`]) rather than used.
+//!   a row damaged on disk is reported ([`CacheError::Corrupt`]) rather than used;
+//!   the client then treats it as a miss, and writing the refetched block repairs it.
 //!   The embedded gateway reads without re-hashing: its clients verify everything.
 //! * `ipfs_pins_v1(cid BLOB PRIMARY KEY, pinned_at INTEGER NOT NULL) WITHOUT ROWID`:
 //!   roots pinned through the gateway (`dag/import` roots, `block/put` with
