@@ -69,6 +69,19 @@ pub(crate) enum Command {
     /// second, then serves until interrupted. --data-dir is the aggregator's own
     /// dir (default ~/.sphere-aggregator), not a wallet.
     Aggregator(AggregatorArgs),
+    /// Run the embedded IPFS gateway (Kubo RPC subset + trustless gateway) over a
+    /// SQLite block store in the data dir (`<data dir>/gateway.db`; no wallet needed).
+    ///
+    /// Prints `listening on http://ADDR` (or `{"listening": …}` with --json) once it
+    /// accepts connections; stops cleanly on Ctrl-C or SIGTERM.
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:5001", value_name = "ADDR")]
+    pub(crate) listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]

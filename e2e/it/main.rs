@@ -8,6 +8,8 @@
 
 mod harness;
 
+/// `sphere-cli gateway`: the embedded IPFS gateway as a process, with the official Kubo RPC client.
+mod gateway_cli;
 /// `init`, `status`, `mnemonic`.
 mod init_cli;
 /// `kv`, the one-process lock and the kill -9 crash test.

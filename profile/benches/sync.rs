@@ -34,12 +34,26 @@ fn keys() -> WalletKeys {
 }
 
 fn open(dir: &std::path::Path, name: &str, device: u8) -> Store {
-    Store::open(&dir.join(name), &keys().oplog, [device; 8], StoreConfig::default()).unwrap()
+    Store::open(
+        &dir.join(name),
+        &keys().oplog,
+        [device; 8],
+        StoreConfig::default(),
+    )
+    .unwrap()
 }
 
 async fn start(store: &Store, peers: Vec<Multiaddr>) -> Node {
     let config = SyncConfig::default().with_peers(peers).with_page(1024);
-    Node::start(store.clone(), &keys().oplog.topic, Keypair::generate_ed25519(), config).await.unwrap().0
+    Node::start(
+        store.clone(),
+        &keys().oplog.topic,
+        Keypair::generate_ed25519(),
+        config,
+    )
+    .await
+    .unwrap()
+    .0
 }
 
 /// A TCP relay on loopback that counts bytes both ways and can cut every
@@ -61,13 +75,17 @@ impl Relay {
         let (b, o) = (bytes.clone(), open.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((inbound, _)) = listener.accept().await else { return };
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 if !o.load(Ordering::SeqCst) {
                     continue; // partitioned: drop the connection at once
                 }
                 let (b, mut cuts) = (b.clone(), cuts.clone());
                 tokio::spawn(async move {
-                    let Ok(outbound) = TcpStream::connect(target).await else { return };
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     let (mut ri, mut wi) = inbound.into_split();
                     let (mut ro, mut wo) = outbound.into_split();
                     let up = pump(&mut ri, &mut wo, &b);
@@ -79,11 +97,18 @@ impl Relay {
                 });
             }
         });
-        Self { addr, bytes, open, cut }
+        Self {
+            addr,
+            bytes,
+            open,
+            cut,
+        }
     }
 
     fn multiaddr(&self, peer: &Node) -> Multiaddr {
-        let mut a: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", self.addr.port()).parse().unwrap();
+        let mut a: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", self.addr.port())
+            .parse()
+            .unwrap();
         a.push(Protocol::P2p(peer.peer_id()));
         a
     }
@@ -98,7 +123,11 @@ impl Relay {
     }
 }
 
-async fn pump(from: &mut tokio::net::tcp::OwnedReadHalf, to: &mut tokio::net::tcp::OwnedWriteHalf, count: &AtomicU64) {
+async fn pump(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    count: &AtomicU64,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match tokio::io::AsyncReadExt::read(from, &mut buf).await {
@@ -114,7 +143,16 @@ async fn pump(from: &mut tokio::net::tcp::OwnedReadHalf, to: &mut tokio::net::tc
 
 fn tcp_port(node: &Node) -> SocketAddr {
     let addr = &node.listen_addrs()[0];
-    let port = addr.iter().find_map(|p| if let Protocol::Tcp(p) = p { Some(p) } else { None }).unwrap();
+    let port = addr
+        .iter()
+        .find_map(|p| {
+            if let Protocol::Tcp(p) = p {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .unwrap();
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
@@ -125,14 +163,20 @@ async fn wait_same(a: &Store, b: &Store, timeout: Duration) -> Duration {
         if a.state_digest().await.unwrap() == b.state_digest().await.unwrap() {
             return started.elapsed();
         }
-        assert!(started.elapsed() < timeout, "no convergence within {timeout:?}");
+        assert!(
+            started.elapsed() < timeout,
+            "no convergence within {timeout:?}"
+        );
         let _ = tokio::time::timeout(Duration::from_millis(20), changes.recv()).await;
     }
 }
 
 async fn write_entries(store: &Store, prefix: &str, n: usize) {
     for i in 0..n {
-        store.put(format!("{prefix}{i:06}"), VALUE.to_vec()).await.unwrap();
+        store
+            .put(format!("{prefix}{i:06}"), VALUE.to_vec())
+            .await
+            .unwrap();
     }
 }
 
@@ -239,13 +283,22 @@ async fn live_latency(writes: usize) {
         a.put(format!("live{i:05}"), VALUE.to_vec()).await.unwrap();
         local.push(t.elapsed());
     }
-    let seen = tokio::time::timeout(Duration::from_secs(30), seen).await.unwrap().unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(30), seen)
+        .await
+        .unwrap()
+        .unwrap();
     let wire = relay.bytes.load(Ordering::Relaxed) - before;
     let sent = sent.lock().unwrap().clone();
-    let mut lat: Vec<Duration> = sent.iter().zip(&seen).map(|(s, v)| v.duration_since(*s)).collect();
+    let mut lat: Vec<Duration> = sent
+        .iter()
+        .zip(&seen)
+        .map(|(s, v)| v.duration_since(*s))
+        .collect();
     lat.sort();
     local.sort();
-    let pct = |v: &[Duration], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
+    let pct = |v: &[Duration], p: f64| {
+        v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+    };
     println!(
         "live latency at 50 writes/s ({writes} writes): p50 {:.2} ms, p99 {:.2} ms (target p99 ≤ 50 ms); local put p50 {:.2} ms, p99 {:.2} ms; ratio p99 {:.1}×",
         pct(&lat, 0.5),
@@ -261,7 +314,11 @@ async fn live_latency(writes: usize) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let quick = std::env::args().any(|a| a == "--quick");
     rt.block_on(async {
         catch_up(if quick { 1000 } else { 10_000 }).await;

@@ -9,6 +9,8 @@
 
 mod shared;
 
+/// IPFS client against real loopback gateways: honest, tampering, truncating, stalling, oversize.
+mod ipfs;
 /// The OpLog store: convergence, tombstones, pending, rejections, snapshots.
 mod oplog;
 /// Pointer publish/discover against the embedded aggregator (loopback HTTP).

@@ -2,6 +2,7 @@
 //! the [`Printer`]. This file only dispatches.
 
 mod aggregator;
+mod gateway;
 mod init;
 mod kv;
 mod mnemonic;
@@ -34,6 +35,7 @@ pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
         Command::Aggregator(args) => aggregator::run(&data_dir, &args, printer),
         Command::Kv(args) => kv::run(&data_dir, args.command, printer),
         Command::Sync(args) => sync::run(&data_dir, &args, printer),
+        Command::Gateway(args) => gateway::run(&data_dir, &args, printer),
     }
 }
 
