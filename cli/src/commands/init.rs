@@ -91,6 +91,8 @@ pub(crate) fn run(data_dir: &Path, args: &InitArgs, printer: &Printer) -> anyhow
         out["mnemonic"] = json!(phrase.as_str());
     }
     printer.result(&human, &out)?;
-    printer.hint("next: `sphere-cli status` shows this wallet; set SPHERE_DATA_DIR to skip --data-dir");
+    printer.hint(
+        "next: `sphere-cli status` shows this wallet; set SPHERE_DATA_DIR to skip --data-dir",
+    );
     Ok(())
 }

@@ -1,0 +1,373 @@
+//! UXF golden vectors (`shared/golden/uxf/`, produced by the TypeScript reference),
+//! checked through the library: element bytes and hashes, CAR bytes, JSON, round trips,
+//! ops, instance chains, edge cases and micro vectors.
+
+use std::path::PathBuf;
+
+use serde_json::Value as J;
+use sphere_profile::uxf::{
+    Child, ContentHash, Element, ElementType, ErrorCode, Header, UxfPackage, Value,
+};
+
+const T0: u64 = 1_700_000_000;
+
+fn golden() -> PathBuf {
+    let shared = std::env::var("SPHERE_SHARED_DIR").map_or_else(
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+        PathBuf::from,
+    );
+    shared.join("golden/uxf")
+}
+
+fn read_json(rel: &str) -> J {
+    let p = golden().join(rel);
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+fn read_bytes(rel: &str) -> Vec<u8> {
+    std::fs::read(golden().join(rel)).unwrap()
+}
+
+fn input(name: &str) -> J {
+    read_json(&format!("inputs/{name}.json"))
+}
+
+fn package_of(names: &[&str]) -> UxfPackage {
+    let mut p = UxfPackage::new(T0);
+    for n in names {
+        p.ingest(&input(n), T0).unwrap();
+    }
+    p
+}
+
+/// Pool order, hashes, canonical bytes and the JSON wire form of every element.
+fn check_elements(pkg: &UxfPackage, rel: &str) {
+    let want = read_json(rel);
+    let want = want.as_array().unwrap();
+    assert_eq!(pkg.pool().len(), want.len(), "{rel}: element count");
+    for ((h, el), w) in pkg.pool().iter().zip(want) {
+        assert_eq!(h.to_hex(), w["hash"].as_str().unwrap(), "{rel}: pool order");
+        assert_eq!(h.to_cid_string(), w["cid"].as_str().unwrap());
+        assert_eq!(u64::from(el.ty.id()), w["typeId"].as_u64().unwrap());
+        assert_eq!(el.ty.name(), w["type"].as_str().unwrap());
+        let bytes = el.canonical_bytes().unwrap();
+        assert_eq!(
+            hex::encode(&bytes),
+            w["canonicalCborHex"].as_str().unwrap(),
+            "{rel} {h}"
+        );
+        assert_eq!(ContentHash::digest(&bytes), *h);
+    }
+}
+
+fn check_car(pkg: &UxfPackage, rel: &str) {
+    let car = pkg.to_car().unwrap();
+    let want = read_bytes(rel);
+    assert_eq!(car.len(), want.len(), "{rel}: CAR length");
+    assert!(car == want, "{rel}: CAR bytes differ");
+}
+
+#[test]
+fn per_token_elements_car_and_json() {
+    for t in ["A", "B", "C", "D"] {
+        let pkg = package_of(&[&format!("token-{t}")]);
+        check_elements(&pkg, &format!("per-token/{t}/elements.json"));
+        check_car(&pkg, &format!("per-token/{t}/package.car"));
+        check_json(&pkg, &format!("per-token/{t}/package.uxf.json"));
+    }
+}
+
+#[test]
+fn all_six_elements_car_and_json() {
+    let mut pkg = UxfPackage::new(T0);
+    let mut sizes = Vec::new();
+    for t in ["A", "B", "C", "D", "E", "F"] {
+        pkg.ingest(&input(&format!("token-{t}")), T0).unwrap();
+        sizes.push(pkg.pool().len());
+    }
+    assert_eq!(sizes, [8, 22, 48, 64, 79, 87]);
+    check_elements(&pkg, "all-six/elements.json");
+    check_car(&pkg, "all-six/package.car");
+    check_json(&pkg, "all-six/package.uxf.json");
+    // ingest_all gives the same bytes
+    let tokens: Vec<J> = ["A", "B", "C", "D", "E", "F"]
+        .iter()
+        .map(|t| input(&format!("token-{t}")))
+        .collect();
+    let mut p2 = UxfPackage::new(T0);
+    p2.ingest_all(&tokens, T0).unwrap();
+    assert_eq!(p2.to_car().unwrap(), pkg.to_car().unwrap());
+    // type distribution from the README
+    let counts: Vec<(&str, usize)> = pkg
+        .type_counts()
+        .into_iter()
+        .map(|(t, n)| (t.name(), n))
+        .collect();
+    for (name, n) in [
+        ("token-root", 7),
+        ("genesis", 7),
+        ("genesis-data", 7),
+        ("inclusion-proof", 12),
+        ("authenticator", 12),
+        ("smt-path", 12),
+        ("unicity-certificate", 11),
+        ("token-state", 9),
+        ("transaction", 5),
+        ("transaction-data", 5),
+    ] {
+        assert!(counts.contains(&(name, n)), "{name}: {counts:?}");
+    }
+}
+
+fn check_json(pkg: &UxfPackage, rel: &str) {
+    let want = read_json(rel);
+    let got: J = serde_json::from_str(&pkg.to_json().unwrap()).unwrap();
+    assert_eq!(got, want, "{rel}");
+    // element order equals the pool order
+    let order: Vec<&String> = want["elements"].as_object().unwrap().keys().collect();
+    assert_eq!(order.len(), pkg.pool().len());
+}
+
+#[test]
+fn summary_roots_and_car_ids() {
+    let s = read_json("summary.json");
+    for t in ["A", "B", "C", "D", "E", "F"] {
+        let w = &s[t];
+        let pkg = package_of(&[&format!("token-{t}")]);
+        let (id, root) = pkg.manifest().first().unwrap();
+        assert_eq!(id, w["tokenId"].as_str().unwrap());
+        assert_eq!(root.to_hex(), w["rootHash"].as_str().unwrap());
+        assert_eq!(pkg.pool().len() as u64, w["elementCount"].as_u64().unwrap());
+        let car = pkg.to_car().unwrap();
+        assert_eq!(car.len() as u64, w["carBytes"].as_u64().unwrap(), "{t}");
+        let blocks = pkg.car_blocks().unwrap();
+        assert_eq!(
+            blocks[0].0.to_cid_string(),
+            w["carRootCid"].as_str().unwrap()
+        );
+        assert_eq!(
+            ContentHash::digest(&car).to_hex(),
+            w["carSha256"].as_str().unwrap()
+        );
+    }
+}
+
+fn assert_token_eq(got: &Value, want: &J, what: &str) {
+    assert_eq!(&got.to_json(), want, "{what}");
+}
+
+#[test]
+fn roundtrip_in_memory_car_and_json() {
+    let pkg = package_of(&[
+        "token-A", "token-B", "token-C", "token-D", "token-E", "token-F",
+    ]);
+    let car = pkg.to_car().unwrap();
+    let from_car = UxfPackage::from_car(&car).unwrap();
+    let from_json = UxfPackage::from_json(&pkg.to_json().unwrap()).unwrap();
+    assert_eq!(from_car.pool().len(), 87);
+    for t in ["A", "B", "C", "D", "E", "F"] {
+        let id = input(&format!("token-{t}"))["genesis"]["data"]["tokenId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mem = pkg.assemble(&id).unwrap();
+        assert_token_eq(
+            &mem,
+            &read_json(&format!("roundtrip/token-{t}.assembled-in-memory.json")),
+            t,
+        );
+        assert_token_eq(&mem, &input(&format!("token-{t}")), t);
+        assert_token_eq(
+            &from_car.assemble(&id).unwrap(),
+            &read_json(&format!(
+                "roundtrip/token-{t}.assembled-after-car-import.json"
+            )),
+            t,
+        );
+        assert_token_eq(
+            &from_json.assemble(&id).unwrap(),
+            &read_json(&format!(
+                "roundtrip/token-{t}.assembled-after-json-import.json"
+            )),
+            t,
+        );
+    }
+    // fromCar(x).toCar(): same root CID, same block set, different bytes (§8.4)
+    let re = from_car.to_car().unwrap();
+    assert_eq!(
+        re,
+        read_bytes("roundtrip/all-six.reexported-after-car-import.car")
+    );
+    assert_ne!(re, car);
+    // JSON re-export after JSON import is byte-identical CAR
+    assert_eq!(from_json.to_car().unwrap(), car);
+    let after: J = serde_json::from_str(&from_car.to_json().unwrap()).unwrap();
+    assert_eq!(
+        after,
+        read_json("roundtrip/all-six.package-json-after-car-import.json")
+    );
+    let v = from_car.verify();
+    assert!(v.valid);
+    assert_eq!(v.stats.elements_checked, 87);
+    assert_eq!(v.stats.tokens_checked, 6);
+}
+
+#[test]
+fn micro_vectors() {
+    for m in read_json("micro/elements.json").as_array().unwrap() {
+        let el = element_from_golden(&m["element"]);
+        let bytes = el.canonical_bytes().unwrap();
+        assert_eq!(
+            hex::encode(&bytes),
+            m["canonicalCborHex"].as_str().unwrap(),
+            "{}",
+            m["name"]
+        );
+        let h = el.hash().unwrap();
+        assert_eq!(h.to_hex(), m["hash"].as_str().unwrap());
+        assert_eq!(h.to_cid_string(), m["cid"].as_str().unwrap());
+    }
+    let a = read_json("micro/anatomy-token-state.json");
+    let el = element_from_golden(&read_json("micro/elements.json")[0]["element"]);
+    let full = hex::encode(el.canonical_bytes().unwrap());
+    assert_eq!(full, a["fullCanonicalCborHex"].as_str().unwrap());
+    for part in ["headerCborHex", "contentCborHex", "childrenCborHex"] {
+        assert!(full.contains(a[part].as_str().unwrap()), "{part}");
+    }
+    assert!(full.starts_with(&format!(
+        "a4647479706{}",
+        &a["typeCborHex"].as_str().unwrap()[1..]
+    )));
+}
+
+/// A golden element in the generator's JSON form (`type` as a tag, `{"$bytes": hex}`).
+fn element_from_golden(e: &J) -> Element {
+    let h = &e["header"];
+    let header = Header {
+        representation: h["representation"].as_u64().unwrap(),
+        semantics: h["semantics"].as_u64().unwrap(),
+        kind: h["kind"].as_str().unwrap().to_owned(),
+        predecessor: h["predecessor"]
+            .as_str()
+            .map(|p| ContentHash::from_hex(p).unwrap()),
+    };
+    let ty = match &e["type"] {
+        J::String(s) => ElementType::from_name(s).unwrap(),
+        n => ElementType::from_id(n.as_u64().unwrap()).unwrap(),
+    };
+    let content = e["content"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let val = match v.get("$bytes") {
+                Some(b) => Value::Bytes(hex::decode(b.as_str().unwrap()).unwrap()),
+                None => Value::from_json(v),
+            };
+            (k.clone(), val)
+        })
+        .collect();
+    let children = e["children"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let c = match v {
+                J::Null => Child::Null,
+                J::String(s) => Child::Link(ContentHash::from_hex(s).unwrap()),
+                J::Array(a) => Child::Links(
+                    a.iter()
+                        .map(|x| ContentHash::from_hex(x.as_str().unwrap()).unwrap())
+                        .collect(),
+                ),
+                _ => panic!(),
+            };
+            (k.clone(), c)
+        })
+        .collect();
+    Element {
+        header,
+        ty,
+        content,
+        children,
+    }
+}
+
+#[test]
+fn edge_cases_accepted_and_rejected() {
+    let s = read_json("edge/summary.json");
+    for (case, w) in s.as_object().unwrap() {
+        let file = format!("inputs/edge-{case}.json");
+        if !golden().join(&file).exists() {
+            continue;
+        }
+        let token = read_json(&file);
+        let mut pkg = UxfPackage::new(T0);
+        let res = pkg.ingest(&token, T0);
+        if w["ok"].as_bool().unwrap() {
+            let root = res.unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(root.to_hex(), w["rootHash"].as_str().unwrap(), "{case}");
+            assert_eq!(
+                pkg.pool().len() as u64,
+                w["elementCount"].as_u64().unwrap(),
+                "{case}"
+            );
+            assert_eq!(
+                pkg.car_blocks().unwrap()[0].0.to_cid_string(),
+                w["carRootCid"].as_str().unwrap(),
+                "{case}"
+            );
+            let dir = golden().join(format!("edge/{case}"));
+            if dir.exists() {
+                check_elements(&pkg, &format!("edge/{case}/elements.json"));
+                check_car(&pkg, &format!("edge/{case}/package.car"));
+                check_json(&pkg, &format!("edge/{case}/package.uxf.json"));
+                let back = UxfPackage::from_car(&pkg.to_car().unwrap()).unwrap();
+                let id = pkg.manifest().keys().next().unwrap().clone();
+                assert_token_eq(
+                    &back.assemble(&id).unwrap(),
+                    &read_json(&format!("edge/{case}/assembled-after-car-import.json")),
+                    case,
+                );
+            }
+        } else {
+            let e = res.unwrap_err();
+            match w.get("code").and_then(J::as_str) {
+                Some(code) => {
+                    assert_eq!(e.code().as_str(), code, "{case}");
+                    assert_eq!(e.to_string(), w["error"].as_str().unwrap(), "{case}");
+                }
+                None => {
+                    assert_eq!(e.code(), ErrorCode::SmtPath, "{case}");
+                    assert_eq!(e.message, w["error"].as_str().unwrap());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn edge_reason_string_decode_quirk() {
+    let q = read_json("edge/reason-string-decode-quirk.json");
+    let mut base = input("edge-reason-string");
+    for (key, w) in q.as_object().unwrap() {
+        let reason: J = serde_json::from_str(key).unwrap();
+        base["genesis"]["data"]["reason"] = reason;
+        let mut pkg = UxfPackage::new(T0);
+        let root = pkg.ingest(&base, T0).unwrap();
+        assert_eq!(root.to_hex(), w["rootHash"].as_str().unwrap(), "{key}");
+        let id = pkg.manifest().keys().next().unwrap().clone();
+        let tok = pkg.assemble(&id).unwrap().to_json();
+        assert_eq!(
+            tok["genesis"]["data"]["reason"], w["assembledInMemory"],
+            "{key}"
+        );
+        let back = UxfPackage::from_car(&pkg.to_car().unwrap()).unwrap();
+        let tok = back.assemble(&id).unwrap().to_json();
+        assert_eq!(
+            tok["genesis"]["data"]["reason"], w["assembledAfterCar"],
+            "{key}"
+        );
+    }
+}
