@@ -1,1 +1,3 @@
 //! placeholder
+
+mod uxf_cli;

@@ -4,6 +4,7 @@
 mod init;
 mod mnemonic;
 mod status;
+mod uxf;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
         Command::Init(args) => init::run(&data_dir, &args, printer),
         Command::Status => status::run(&data_dir, printer),
         Command::Mnemonic => mnemonic::run(&data_dir, printer),
+        Command::Uxf(cmd) => uxf::run(cmd, printer),
     }
 }
 

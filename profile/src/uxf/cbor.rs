@@ -99,6 +99,13 @@ pub(crate) fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
         .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
+/// Encodes any [`Cbor`] canonically (map keys re-sorted).
+pub fn encode(v: &Cbor) -> Vec<u8> {
+    let mut out = Vec::new();
+    write(&mut out, v);
+    out
+}
+
 /// Writes any [`Cbor`] canonically (map keys re-sorted).
 pub(crate) fn write(out: &mut Vec<u8>, v: &Cbor) {
     match v {

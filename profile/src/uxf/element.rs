@@ -188,7 +188,7 @@ impl Header {
 }
 
 /// `kind`: non-empty, ≤ 64 units, `^[A-Za-z0-9][A-Za-z0-9._-]*$`.
-pub fn validate_kind(kind: &str, code: ErrorCode) -> Result<()> {
+pub(crate) fn validate_kind(kind: &str, code: ErrorCode) -> Result<()> {
     let mut chars = kind.bytes();
     let ok = kind.len() <= MAX_KIND_LENGTH
         && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -297,10 +297,10 @@ impl Element {
         let mut keys: Vec<&(String, Value)> = self.content.iter().collect();
         keys.sort_by(|a, b| cbor::key_order(&a.0, &b.0));
         for pair in keys.windows(2) {
-            if let [a, b] = pair {
-                if a.0 == b.0 {
-                    return Err(err!(InvalidHash, "duplicate content key {}", a.0));
-                }
+            if let [a, b] = pair
+                && a.0 == b.0
+            {
+                return Err(err!(InvalidHash, "duplicate content key {}", a.0));
             }
         }
         for (k, v) in keys {
@@ -328,8 +328,11 @@ impl Element {
     }
 
     fn write_content_value(&self, out: &mut Vec<u8>, key: &str, v: &Value) -> Result<()> {
-        if self.ty == ElementType::TransactionData && key == "nametagRefs" {
-            if let Value::Array(items) = v {
+        if self.ty == ElementType::TransactionData
+            && key == "nametagRefs"
+            && let Value::Array(items) = v
+        {
+            {
                 cbor::head(out, 4, items.len() as u64);
                 for it in items {
                     match it {
@@ -492,7 +495,7 @@ fn decode_header(c: &Cbor) -> Result<Header> {
 /// Writes a hex string (either case) as a CBOR byte string.
 fn write_hex(out: &mut Vec<u8>, s: &str) -> Result<()> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(err!(InvalidHash, "odd-length hex"));
     }
     cbor::head(out, 2, (b.len() / 2) as u64);
@@ -521,7 +524,7 @@ pub(crate) fn nibble(c: u8) -> Option<u8> {
 /// Decodes hex of either case (`INVALID_HASH` on odd length or a non-hex character).
 pub(crate) fn decode_hex(s: &str) -> Result<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(err!(InvalidHash, "odd-length hex string"));
     }
     let mut out = Vec::with_capacity(b.len() / 2);

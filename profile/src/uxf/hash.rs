@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::error::{Result, err};
 
 /// The 4-byte prefix of every UXF CID: CIDv1, dag-cbor, sha2-256, 32 bytes.
-pub const CID_PREFIX: [u8; 4] = [0x01, 0x71, 0x12, 0x20];
+pub(crate) const CID_PREFIX: [u8; 4] = [0x01, 0x71, 0x12, 0x20];
 
 /// An element's content hash (also the digest of its block CID).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -39,13 +39,6 @@ pub struct UxfPackage {
     pub(crate) chains: InstanceChains,
 }
 
-/// Current unix time in seconds (used only where the reference stamps wall time).
-pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[expect(
     clippy::cast_precision_loss,
     reason = "unix seconds are far below 2^53"
@@ -193,10 +186,10 @@ impl UxfPackage {
     pub fn type_counts(&self) -> Vec<(ElementType, usize)> {
         let mut counts = [0usize; 13];
         for el in self.pool.values() {
-            if let Some(i) = ElementType::ALL.iter().position(|t| *t == el.ty) {
-                if let Some(c) = counts.get_mut(i) {
-                    *c = c.saturating_add(1);
-                }
+            if let Some(i) = ElementType::ALL.iter().position(|t| *t == el.ty)
+                && let Some(c) = counts.get_mut(i)
+            {
+                *c = c.saturating_add(1);
             }
         }
         ElementType::ALL
@@ -225,12 +218,11 @@ impl UxfPackage {
                         .or_default()
                         .push(id.clone());
                 }
-                if let Some(Value::Array(coins)) = gd.get("coinData") {
-                    if let Some(Value::Array(first)) = coins.first() {
-                        if let Some(Value::Text(c)) = first.first() {
-                            ix.by_coin_id.entry(c.clone()).or_default().push(id.clone());
-                        }
-                    }
+                if let Some(Value::Array(coins)) = gd.get("coinData")
+                    && let Some(Value::Array(first)) = coins.first()
+                    && let Some(Value::Text(c)) = first.first()
+                {
+                    ix.by_coin_id.entry(c.clone()).or_default().push(id.clone());
                 }
             }
             let data = r
@@ -252,4 +244,50 @@ pub(crate) struct Indexes {
     pub(crate) by_token_type: IndexMap<String, Vec<String>>,
     pub(crate) by_coin_id: IndexMap<String, Vec<String>>,
     pub(crate) by_state_hash: IndexMap<String, String>,
+}
+
+/// How much sharing saved (see [`UxfPackage::dedup_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DedupStats {
+    /// Sum over manifest tokens of the distinct elements each token needs (children
+    /// and `nametagRefs`), i.e. what separate per-token storage would hold.
+    pub naive_elements: usize,
+    /// Elements in the pool.
+    pub unique_elements: usize,
+}
+
+impl UxfPackage {
+    /// Elements per token summed vs unique elements stored.
+    pub fn dedup_stats(&self) -> DedupStats {
+        let mut naive = 0usize;
+        for root in self.manifest.values() {
+            let mut seen = std::collections::HashSet::new();
+            let mut stack = vec![*root];
+            while let Some(h) = stack.pop() {
+                if !seen.insert(h) {
+                    continue;
+                }
+                if let Some(el) = self.pool.get(&h) {
+                    stack.extend(el.child_hashes());
+                    if let Some(Value::Array(refs)) = el.get("nametagRefs") {
+                        stack.extend(refs.iter().filter_map(|r| {
+                            match r {
+                                Value::Bytes(b) => <[u8; 32]>::try_from(b.as_slice())
+                                    .ok()
+                                    .map(ContentHash::from_bytes),
+                                Value::Text(t) => ContentHash::from_hex(t).ok(),
+                                _ => None,
+                            }
+                        }));
+                    }
+                }
+            }
+            naive =
+                naive.saturating_add(seen.iter().filter(|h| self.pool.contains_key(*h)).count());
+        }
+        DedupStats {
+            naive_elements: naive,
+            unique_elements: self.pool.len(),
+        }
+    }
 }

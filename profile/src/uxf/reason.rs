@@ -12,7 +12,7 @@ use super::cbor;
 use super::value::Value;
 
 /// The stored form of a token JSON `reason`.
-pub fn encode(reason: Option<&serde_json::Value>) -> Value {
+pub(crate) fn encode(reason: Option<&serde_json::Value>) -> Value {
     match reason {
         None | Some(serde_json::Value::Null) => Value::Null,
         Some(serde_json::Value::String(s)) => Value::Bytes(s.as_bytes().to_vec()),
@@ -25,7 +25,7 @@ pub fn encode(reason: Option<&serde_json::Value>) -> Value {
 }
 
 /// The token JSON `reason` for stored bytes.
-pub fn decode(stored: &Value) -> Value {
+pub(crate) fn decode(stored: &Value) -> Value {
     match stored {
         Value::Bytes(b) => match cbor::decode(b) {
             Ok(c) => Value::from_cbor(&c),

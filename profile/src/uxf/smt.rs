@@ -22,14 +22,14 @@ use super::value::Value;
 
 /// Longest path string accepted (bounds the quadratic base conversion; a 64 KiB block
 /// holds at most ~158 000 decimal digits anyway).
-pub const MAX_PATH_CHARS: usize = 160_000;
+pub(crate) const MAX_PATH_CHARS: usize = 160_000;
 
 fn invalid() -> UxfError {
     err!(SmtPath, "Invalid JSON structure.")
 }
 
 /// SMT path JSON → blob.
-pub fn json_to_blob(v: &serde_json::Value) -> Result<Vec<u8>> {
+pub(crate) fn json_to_blob(v: &serde_json::Value) -> Result<Vec<u8>> {
     let root = v.get("root").and_then(|r| r.as_str()).ok_or_else(invalid)?;
     let steps = v
         .get("steps")
@@ -71,7 +71,7 @@ pub fn json_to_blob(v: &serde_json::Value) -> Result<Vec<u8>> {
 }
 
 /// Blob → SMT path JSON (`{root, steps: [{data, path}]}`).
-pub fn blob_to_json(blob: &[u8]) -> Result<Value> {
+pub(crate) fn blob_to_json(blob: &[u8]) -> Result<Value> {
     let bad = || err!(SmtPath, "invalid SMT path CBOR");
     let Cbor::Array(top) = cbor::decode(blob).map_err(|_| bad())? else {
         return Err(bad());
@@ -160,7 +160,7 @@ fn to_decimal(b: &[u8]) -> String {
     if b.is_empty() {
         return "0".to_owned();
     }
-    let pad = (4 - b.len() % 4) % 4;
+    let pad = b.len().wrapping_neg() & 3;
     let mut bytes = vec![0u8; pad];
     bytes.extend_from_slice(b);
     let mut limbs: Vec<u32> = bytes

@@ -66,9 +66,9 @@ impl Value {
         reason = "range checked just before"
     )]
     pub fn from_f64(f: f64) -> Self {
-        if f.fract() == 0.0 && f >= 0.0 && f < 18_446_744_073_709_551_616.0 {
+        if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) {
             Self::UInt(f as u64)
-        } else if f.fract() == 0.0 && f < 0.0 && f >= -18_446_744_073_709_551_616.0 {
+        } else if f.fract() == 0.0 && (-18_446_744_073_709_551_616.0..0.0).contains(&f) {
             Self::NegInt((-f - 1.0) as u64)
         } else {
             Self::Float(f)

@@ -246,11 +246,13 @@ impl UxfPackage {
         }
         let mut on_path: HashSet<ContentHash> = HashSet::new();
         let mut stack: Vec<Frame> = Vec::new();
-        let mut enter = |h: ContentHash,
-                         stack: &mut Vec<Frame>,
-                         on_path: &mut HashSet<ContentHash>,
-                         done: &mut HashSet<ContentHash>,
-                         errors: &mut Vec<Issue>| {
+        let mut pending: Vec<ContentHash> = vec![root];
+        let enter = |h: ContentHash,
+                     pending: &mut Vec<ContentHash>,
+                     stack: &mut Vec<Frame>,
+                     on_path: &mut HashSet<ContentHash>,
+                     done: &mut HashSet<ContentHash>,
+                     errors: &mut Vec<Issue>| {
             let Some(el) = self.pool.get(&h) else {
                 errors.push(issue(
                     ErrorCode::MissingElement,
@@ -266,11 +268,9 @@ impl UxfPackage {
                 }
             }
             if let Some(e) = self.chains.get(&h) {
-                for (m, _) in &e.chain {
-                    if *m != h {
-                        edges.push((*m, None));
-                    }
-                }
+                // other instances are walked as roots of their own (a chain is not a
+                // path edge, so old → new → old is not a cycle)
+                pending.extend(e.chain.iter().map(|(m, _)| *m).filter(|m| *m != h));
             }
             done.insert(h);
             on_path.insert(h);
@@ -280,27 +280,30 @@ impl UxfPackage {
                 next: 0,
             });
         };
-        if done.contains(&root) {
-            return;
-        }
-        enter(root, &mut stack, &mut on_path, done, errors);
-        while let Some(top) = stack.last_mut() {
-            let Some((child, want)) = top.edges.get(top.next).copied() else {
-                on_path.remove(&top.hash);
-                stack.pop();
-                continue;
-            };
-            top.next = top.next.saturating_add(1);
-            let parent = top.hash;
-            if on_path.contains(&child) {
-                errors.push(issue(
-                    ErrorCode::CycleDetected,
-                    format!("cycle at {child} (from {parent})"),
-                ));
+        while let Some(root) = pending.pop() {
+            if done.contains(&root) {
                 continue;
             }
-            if let (Some(w), Some(el)) = (want, self.pool.get(&child)) {
-                if el.ty != w {
+            on_path.clear();
+            enter(root, &mut pending, &mut stack, &mut on_path, done, errors);
+            while let Some(top) = stack.last_mut() {
+                let Some((child, want)) = top.edges.get(top.next).copied() else {
+                    on_path.remove(&top.hash);
+                    stack.pop();
+                    continue;
+                };
+                top.next = top.next.saturating_add(1);
+                let parent = top.hash;
+                if on_path.contains(&child) {
+                    errors.push(issue(
+                        ErrorCode::CycleDetected,
+                        format!("cycle at {child} (from {parent})"),
+                    ));
+                    continue;
+                }
+                if let (Some(w), Some(el)) = (want, self.pool.get(&child))
+                    && el.ty != w
+                {
                     errors.push(issue(
                         ErrorCode::TypeMismatch,
                         format!(
@@ -310,18 +313,18 @@ impl UxfPackage {
                         ),
                     ));
                 }
+                if done.contains(&child) {
+                    continue;
+                }
+                if stack.len() >= VERIFY_MAX_DEPTH {
+                    errors.push(issue(
+                        ErrorCode::CycleDetected,
+                        format!("depth exceeds {VERIFY_MAX_DEPTH} at {child}"),
+                    ));
+                    continue;
+                }
+                enter(child, &mut pending, &mut stack, &mut on_path, done, errors);
             }
-            if done.contains(&child) {
-                continue;
-            }
-            if stack.len() >= VERIFY_MAX_DEPTH {
-                errors.push(issue(
-                    ErrorCode::CycleDetected,
-                    format!("depth exceeds {VERIFY_MAX_DEPTH} at {child}"),
-                ));
-                continue;
-            }
-            enter(child, &mut stack, &mut on_path, done, errors);
         }
     }
 
