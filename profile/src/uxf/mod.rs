@@ -40,6 +40,8 @@ mod join;
 mod json;
 pub mod limits;
 mod package;
+#[cfg(test)]
+mod proptests;
 mod reason;
 mod smt;
 mod value;
