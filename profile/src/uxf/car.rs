@@ -176,6 +176,7 @@ impl UxfPackage {
                 data.len()
             ));
         }
+        prescan(data)?;
         let (roots, blocks) = futures::executor::block_on(async {
             let mut r = CarReader::new(data).await.map_err(|e| car_err(&e))?;
             let roots = r.header().roots().to_vec();
@@ -333,6 +334,53 @@ impl UxfPackage {
     }
 }
 
+/// Walks the section framing before iroh-car sees the bytes: every varint well formed
+/// and every section inside the input. iroh-car sizes its buffer from the varint alone
+/// (up to 4 MiB), so without this a 10-byte input would make it allocate and zero
+/// 4 MiB; with it, no allocation exceeds the input.
+fn prescan(data: &[u8]) -> Result<()> {
+    let mut pos = 0usize;
+    let mut sections = 0usize;
+    while pos < data.len() {
+        let mut len: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let b = *data
+                .get(pos)
+                .ok_or_else(|| err!(SerializationError, "invalid CAR: truncated varint"))?;
+            pos = pos.saturating_add(1);
+            if shift > 56 {
+                return Err(err!(SerializationError, "invalid CAR: varint too long"));
+            }
+            len |= u64::from(b & 0x7f) << shift;
+            shift = shift.saturating_add(7);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let remaining = data.len().saturating_sub(pos);
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > remaining {
+            return Err(err!(
+                SerializationError,
+                "invalid CAR: section of {len} bytes past the end"
+            ));
+        }
+        pos = pos.saturating_add(len);
+        sections = sections.saturating_add(1);
+        if sections > CAR_IMPORT_MAX_BLOCK_COUNT.saturating_add(1) {
+            return Err(err!(
+                InvalidPackage,
+                "CAR has more than {CAR_IMPORT_MAX_BLOCK_COUNT} blocks"
+            ));
+        }
+    }
+    if sections == 0 {
+        return Err(err!(SerializationError, "invalid CAR: empty input"));
+    }
+    Ok(())
+}
+
 #[expect(clippy::cast_precision_loss, reason = "JavaScript numbers are f64")]
 fn u64_f64(n: u64) -> f64 {
     n as f64
@@ -361,4 +409,82 @@ fn checked_digest(c: &cid::Cid, bytes: &[u8], what: &str) -> Result<ContentHash>
 /// `^[0-9a-f]{64,68}$`.
 pub(crate) fn is_token_id(s: &str) -> bool {
     (64..=68).contains(&s.len()) && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "test code builds fixtures by position"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_enforced_with_typed_errors() {
+        let too_big = vec![0u8; CAR_IMPORT_MAX_TOTAL_BYTES + 1];
+        assert_eq!(
+            UxfPackage::from_car(&too_big).unwrap_err().code(),
+            super::super::ErrorCode::LimitExceeded
+        );
+        // a section claiming more bytes than the input holds
+        assert_eq!(
+            UxfPackage::from_car(&[0x80, 0x80, 0x01, 0xa2])
+                .unwrap_err()
+                .code(),
+            super::super::ErrorCode::SerializationError
+        );
+        // 10 001 blocks
+        let pkg = UxfPackage::new(1);
+        let mut car = pkg.to_car().unwrap();
+        let block = {
+            let body = [0xf6u8];
+            let mut b = vec![37u8];
+            b.extend_from_slice(&ContentHash::digest(&body).cid_bytes());
+            b.extend_from_slice(&body);
+            b
+        };
+        for _ in 0..CAR_IMPORT_MAX_BLOCK_COUNT {
+            car.extend_from_slice(&block);
+        }
+        assert_eq!(
+            UxfPackage::from_car(&car).unwrap_err().code(),
+            super::super::ErrorCode::InvalidPackage
+        );
+        // a 64 KiB + 1 block
+        let mut car = pkg.to_car().unwrap();
+        let body = vec![0u8; CAR_IMPORT_MAX_BLOCK_BYTES + 1];
+        let mut sec = Vec::new();
+        let n = 36 + body.len();
+        sec.extend_from_slice(&[
+            (n & 0x7f) as u8 | 0x80,
+            ((n >> 7) & 0x7f) as u8 | 0x80,
+            (n >> 14) as u8,
+        ]);
+        sec.extend_from_slice(&ContentHash::digest(&body).cid_bytes());
+        sec.extend_from_slice(&body);
+        car.extend_from_slice(&sec);
+        assert_eq!(
+            UxfPackage::from_car(&car).unwrap_err().code(),
+            super::super::ErrorCode::InvalidPackage
+        );
+    }
+
+    #[test]
+    fn zero_roots_and_two_roots_are_invalid_package() {
+        let pkg = UxfPackage::new(1);
+        let blocks = pkg.car_blocks().unwrap();
+        for roots in [vec![], vec![blocks[0].0.to_cid(), blocks[1].0.to_cid()]] {
+            let car = futures::executor::block_on(async {
+                let mut w = CarWriter::new(CarHeader::new_v1(roots), Vec::new());
+                for (h, b) in &blocks {
+                    w.write(h.to_cid(), b).await.unwrap();
+                }
+                w.finish().await.unwrap()
+            });
+            assert_eq!(
+                UxfPackage::from_car(&car).unwrap_err().code(),
+                super::super::ErrorCode::InvalidPackage
+            );
+        }
+    }
 }
