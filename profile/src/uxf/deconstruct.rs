@@ -356,3 +356,65 @@ impl Builder<'_> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uxf::{ErrorCode, UxfPackage};
+    use serde_json::json;
+
+    fn tok(id: u8, nametags: Vec<J>) -> J {
+        json!({
+            "version": "2.0",
+            "state": {"predicate": format!("{id:02x}"), "data": null},
+            "genesis": {"data": {"tokenId": format!("{id:02x}").repeat(32), "tokenType": "01", "coinData": null,
+                                 "tokenData": null, "salt": "aa", "recipient": "r", "recipientDataHash": null, "reason": null},
+                        "inclusionProof": null},
+            "transactions": [],
+            "nametags": nametags,
+        })
+    }
+
+    fn nested(depth: usize) -> J {
+        let mut t = tok(0, vec![]);
+        for i in 1..depth {
+            t = tok(u8::try_from(i % 250).unwrap(), vec![t]);
+        }
+        t
+    }
+
+    #[test]
+    fn nametag_depth_budget_is_100_roots() {
+        let mut pkg = UxfPackage::new(1);
+        pkg.ingest(&nested(100), 1).unwrap();
+        let id = pkg.manifest().keys().next().unwrap().clone();
+        pkg.assemble(&id).unwrap();
+        let e = UxfPackage::new(1).ingest(&nested(101), 1).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidPackage);
+        assert_eq!(e.message, "Maximum nametag nesting depth exceeded");
+    }
+
+    #[test]
+    fn null_and_empty_byte_fields_and_case_hash_alike() {
+        let mut a = tok(1, vec![]);
+        let h1 = UxfPackage::new(1).ingest(&a, 1).unwrap();
+        a["genesis"]["data"]["tokenData"] = json!("");
+        a["genesis"]["data"]["salt"] = json!("AA");
+        a["genesis"]["data"]["tokenId"] = json!("01".repeat(32).to_uppercase());
+        assert_eq!(UxfPackage::new(1).ingest(&a, 1).unwrap(), h1);
+        a["genesis"]["data"]["salt"] = json!("abc");
+        assert_eq!(
+            UxfPackage::new(1).ingest(&a, 1).unwrap_err().code(),
+            ErrorCode::InvalidHash
+        );
+        a["genesis"]["data"]["tokenId"] = json!("01".repeat(33));
+        // 66 chars: accepted as a 33-byte id (reference regex quirk)
+        a["genesis"]["data"]["salt"] = json!("aa");
+        assert!(UxfPackage::new(1).ingest(&a, 1).is_ok());
+        a["genesis"]["data"]["tokenId"] = json!("0".repeat(65));
+        assert_eq!(
+            UxfPackage::new(1).ingest(&a, 1).unwrap_err().code(),
+            ErrorCode::InvalidHash
+        );
+    }
+}

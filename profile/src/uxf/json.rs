@@ -18,6 +18,7 @@
 //! item of a top-level array) of ≥ 64 hex characters is lower-cased; every element
 //! re-hashed against its key; the manifest roots' type, kind and token id checked.
 //! The indexes are recomputed from the manifest rather than taken as given.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use indexmap::IndexMap;
 
