@@ -177,12 +177,21 @@ impl UxfPackage {
             ));
         }
         prescan(data)?;
-        let (roots, blocks) = futures::executor::block_on(async {
+        // Blocks are decoded as they stream in, so raw block bytes never pile up next to
+        // the pool (peak memory). Blocks that do not decode as elements are kept raw (the
+        // envelope and manifest among them); their errors are reported after the
+        // envelope and manifest checks, in the reference's order of checks.
+        let mut pool: IndexMap<ContentHash, Element> = IndexMap::new();
+        let mut raw: Vec<(cid::Cid, Vec<u8>)> = Vec::new();
+        let mut deferred: Vec<(cid::Cid, UxfError)> = Vec::new();
+        let roots = futures::executor::block_on(async {
             let mut r = CarReader::new(data).await.map_err(|e| car_err(&e))?;
             let roots = r.header().roots().to_vec();
-            let mut blocks: Vec<(cid::Cid, Vec<u8>)> = Vec::new();
+            let mut count = 0usize;
+            let mut buf = Vec::with_capacity(1024);
             while let Some((c, b)) = r.next_block().await.map_err(|e| car_err(&e))? {
-                if blocks.len() >= CAR_IMPORT_MAX_BLOCK_COUNT {
+                count = count.saturating_add(1);
+                if count > CAR_IMPORT_MAX_BLOCK_COUNT {
                     return Err(err!(
                         InvalidPackage,
                         "CAR has more than {CAR_IMPORT_MAX_BLOCK_COUNT} blocks"
@@ -195,10 +204,36 @@ impl UxfPackage {
                         b.len()
                     ));
                 }
-                blocks.push((c, b));
+                if roots.first() == Some(&c) {
+                    raw.push((c, b));
+                    continue;
+                }
+                let decoded = ContentHash::from_cid(&c).and_then(|h| {
+                    let el = Element::from_block(&b)?;
+                    buf.clear();
+                    el.write_canonical(&mut buf)?;
+                    if ContentHash::digest(&buf) == h {
+                        Ok((h, el))
+                    } else {
+                        Err(err!(
+                            VerificationFailed,
+                            "block {c} does not hash to its CID"
+                        ))
+                    }
+                });
+                match decoded {
+                    Ok((h, el)) => {
+                        pool.entry(h).or_insert(el);
+                    }
+                    Err(e) => {
+                        deferred.push((c, e));
+                        raw.push((c, b));
+                    }
+                }
             }
-            Ok::<_, UxfError>((roots, blocks))
+            Ok::<_, UxfError>(roots)
         })?;
+        let blocks = raw;
         let [root] = roots.as_slice() else {
             return Err(err!(
                 InvalidPackage,
@@ -206,7 +241,6 @@ impl UxfPackage {
                 roots.len()
             ));
         };
-
         // envelope
         let env_bytes = find(&blocks, root)
             .ok_or_else(|| err!(SerializationError, "envelope block {root} missing"))?;
@@ -247,8 +281,19 @@ impl UxfPackage {
         // manifest
         let manifest_cid = cid::Cid::try_from(manifest_cid.as_slice())
             .map_err(|e| err!(SerializationError, "manifest link: {e}"))?;
-        let man_bytes = find(&blocks, &manifest_cid)
-            .ok_or_else(|| err!(SerializationError, "manifest block {manifest_cid} missing"))?;
+        let man_from_pool;
+        let man_bytes = match find(&blocks, &manifest_cid) {
+            Some(b) => b,
+            None => {
+                // a manifest that also parses as an element (crafted): take it back out
+                let h = ContentHash::from_cid(&manifest_cid)?;
+                let el = pool.shift_remove(&h).ok_or_else(|| {
+                    err!(SerializationError, "manifest block {manifest_cid} missing")
+                })?;
+                man_from_pool = el.canonical_bytes()?;
+                &man_from_pool
+            }
+        };
         let man_h = checked_digest(&manifest_cid, man_bytes, "manifest")?;
         let Cbor::Map(man) = cbor::decode(man_bytes)? else {
             return Err(err!(SerializationError, "manifest is not a map"));
@@ -275,24 +320,11 @@ impl UxfPackage {
         }
 
         // elements
-        let mut pool: IndexMap<ContentHash, Element> = IndexMap::with_capacity(blocks.len());
-        let mut buf = Vec::with_capacity(1024);
-        for (c, b) in &blocks {
-            let h = ContentHash::from_cid(c)?;
-            if h == env_h || h == man_h {
-                continue;
-            }
-            let el = Element::from_block(b)?;
-            buf.clear();
-            el.write_canonical(&mut buf)?;
-            if ContentHash::digest(&buf) != h {
-                return Err(err!(
-                    VerificationFailed,
-                    "block {c} does not hash to its CID"
-                ));
-            }
-            pool.entry(h).or_insert(el);
+        if let Some((_, e)) = deferred.into_iter().find(|(c, _)| *c != manifest_cid) {
+            return Err(e);
         }
+        pool.shift_remove(&env_h);
+        pool.shift_remove(&man_h);
         for (id, root) in &manifest {
             let Some(el) = pool.get(root) else { continue };
             if el.header.kind == KIND_ENRICHED_SYNTHETIC {

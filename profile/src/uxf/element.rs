@@ -378,52 +378,44 @@ impl Element {
     /// fields and of `reason` stay bytes, other top-level byte strings become hex text
     /// as in the reference. Does not check the hash (the caller compares it with the CID).
     pub fn from_block(data: &[u8]) -> Result<Self> {
-        let Cbor::Map(top) = cbor::decode(data)? else {
+        let Cbor::Map(mut top) = cbor::decode(data)? else {
             return Err(err!(SerializationError, "element block is not a map"));
         };
-        let field = |name: &str| {
+        let mut field = |name: &str| {
             top.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v)
+                .position(|(k, _)| k == name)
+                .map(|i| top.swap_remove(i).1)
                 .ok_or_else(|| err!(SerializationError, "element block lacks {name}"))
         };
         let ty = match field("type")? {
-            Cbor::Uint(id) => ElementType::from_id(*id)
+            Cbor::Uint(id) => ElementType::from_id(id)
                 .ok_or_else(|| err!(SerializationError, "unknown element type id {id}"))?,
             _ => return Err(err!(SerializationError, "element type is not an integer")),
         };
-        let header = decode_header(field("header")?)?;
+        let header = decode_header(&field("header")?)?;
         let Cbor::Map(content_raw) = field("content")? else {
             return Err(err!(SerializationError, "element content is not a map"));
+        };
+        let Cbor::Map(children_raw) = field("children")? else {
+            return Err(err!(SerializationError, "element children is not a map"));
         };
         let mut content = Vec::with_capacity(content_raw.len());
         for (k, v) in content_raw {
             let val = match v {
-                Cbor::Bytes(b) if ty.is_byte_field(k) || k == "reason" => Value::Bytes(b.clone()),
+                Cbor::Bytes(b) if ty.is_byte_field(&k) || k == "reason" => Value::Bytes(b),
                 Cbor::Bytes(b) => Value::Text(hex::encode(b)),
                 Cbor::Array(items) if ty == ElementType::TransactionData && k == "nametagRefs" => {
-                    Value::Array(
-                        items
-                            .iter()
-                            .map(|i| match i {
-                                Cbor::Bytes(b) => Value::Bytes(b.clone()),
-                                other => Value::from_cbor(other),
-                            })
-                            .collect(),
-                    )
+                    Value::Array(items.into_iter().map(Value::from_cbor_owned).collect())
                 }
-                other => Value::from_cbor(other),
+                other => Value::from_cbor_owned(other),
             };
-            content.push((k.clone(), val));
+            content.push((k, val));
         }
-        let Cbor::Map(children_raw) = field("children")? else {
-            return Err(err!(SerializationError, "element children is not a map"));
-        };
         let mut children = Vec::with_capacity(children_raw.len());
         for (k, v) in children_raw {
             let c = match v {
                 Cbor::Null => Child::Null,
-                Cbor::Link(cid) => Child::Link(ContentHash::from_cid_bytes(cid)?),
+                Cbor::Link(cid) => Child::Link(ContentHash::from_cid_bytes(&cid)?),
                 Cbor::Array(items) => Child::Links(
                     items
                         .iter()
@@ -441,7 +433,7 @@ impl Element {
                 }
                 _ => return Err(err!(SerializationError, "child {k} is not a link")),
             };
-            children.push((k.clone(), c));
+            children.push((k, c));
         }
         Ok(Self {
             header,

@@ -104,6 +104,21 @@ impl Value {
         }
     }
 
+    /// Same as [`Self::from_cbor`], moving bytes and strings instead of copying them.
+    pub fn from_cbor_owned(c: Cbor) -> Self {
+        match c {
+            Cbor::Bytes(b) => Self::Bytes(b),
+            Cbor::Text(s) => Self::Text(s),
+            Cbor::Array(a) => Self::Array(a.into_iter().map(Self::from_cbor_owned).collect()),
+            Cbor::Map(m) => Self::Map(
+                m.into_iter()
+                    .map(|(k, v)| (k, Self::from_cbor_owned(v)))
+                    .collect(),
+            ),
+            other => Self::from_cbor(&other),
+        }
+    }
+
     /// Writes canonical dag-cbor (no byte-field preparation: that is the element's job).
     pub(crate) fn write_cbor(&self, out: &mut Vec<u8>) {
         match self {
