@@ -400,3 +400,111 @@ impl UxfPackage {
         removed.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uxf::element::{Child, Element};
+
+    fn state(p: &str) -> Element {
+        Element::new(
+            ElementType::TokenState,
+            vec![
+                ("predicate".into(), Value::Text(p.into())),
+                ("data".into(), Value::Null),
+            ],
+            vec![],
+        )
+    }
+
+    /// A token-root whose genesis slot points at `g`; the pool is keyed by hand.
+    fn root(id: &str, g: ContentHash, s: ContentHash) -> Element {
+        Element::new(
+            ElementType::TokenRoot,
+            vec![
+                ("tokenId".into(), Value::Text(id.into())),
+                ("version".into(), Value::Text("2.0".into())),
+            ],
+            vec![
+                ("genesis".into(), Child::Link(g)),
+                ("transactions".into(), Child::Links(vec![])),
+                ("state".into(), Child::Link(s)),
+                ("nametags".into(), Child::Links(vec![])),
+            ],
+        )
+    }
+
+    #[test]
+    fn shared_sub_dags_are_not_cycles_but_back_edges_are() {
+        let id = "aa".repeat(32);
+        let st = state("ab");
+        let sh = st.hash().unwrap();
+        // diamond: genesis slot and state slot both point at the same state
+        let r = root(&id, sh, sh);
+        let rh = r.hash().unwrap();
+        let mut pkg = UxfPackage::new(1);
+        pkg.pool.insert(sh, st);
+        pkg.pool.insert(rh, r);
+        pkg.manifest.insert(id.clone(), rh);
+        let v = pkg.verify();
+        assert!(
+            v.errors.iter().all(|e| e.code != "CYCLE_DETECTED"),
+            "{:?}",
+            v.errors
+        );
+        // a type mismatch is reported for the genesis slot, not a cycle
+        assert!(v.errors.iter().any(|e| e.code == "TYPE_MISMATCH"));
+
+        // a tampered pool: an element stored under a key its child points back to
+        let fake = ContentHash::from_bytes([7; 32]);
+        let r2 = root(&id, fake, sh);
+        let r2h = r2.hash().unwrap();
+        let cyc = root(&id, r2h, sh);
+        let mut pkg = UxfPackage::new(1);
+        pkg.pool.insert(sh, state("ab"));
+        pkg.pool.insert(r2h, r2);
+        pkg.pool.insert(fake, cyc);
+        pkg.manifest.insert(id, r2h);
+        let v = pkg.verify();
+        assert!(!v.valid);
+        assert!(
+            v.errors.iter().any(|e| e.code == "CYCLE_DETECTED"),
+            "{:?}",
+            v.errors
+        );
+        assert!(v.errors.iter().any(|e| e.code == "VERIFICATION_FAILED"));
+    }
+
+    #[test]
+    fn oversized_element_and_manifest_mismatches_are_reported() {
+        let big = Element::new(
+            ElementType::UnicityCertificate,
+            vec![(
+                "raw".into(),
+                Value::Bytes(vec![0xe5; VERIFY_MAX_ELEMENT_BYTES / 2 + 1]),
+            )],
+            vec![],
+        );
+        let bh = big.hash().unwrap();
+        let mut pkg = UxfPackage::new(1);
+        pkg.pool.insert(bh, big);
+        pkg.manifest.insert("bb".repeat(32), bh);
+        let v = pkg.verify();
+        let codes: Vec<&str> = v.errors.iter().map(|e| e.code).collect();
+        assert!(codes.contains(&"INVALID_PACKAGE"), "{codes:?}");
+        assert!(codes.contains(&"MANIFEST_TYPE_MISMATCH"), "{codes:?}");
+        let st = state("ab");
+        let sh = st.hash().unwrap();
+        let r = root(&"cc".repeat(32), sh, sh);
+        let rh = r.hash().unwrap();
+        let mut pkg = UxfPackage::new(1);
+        pkg.pool.insert(sh, st);
+        pkg.pool.insert(rh, r);
+        pkg.manifest.insert("dd".repeat(32), rh);
+        pkg.manifest
+            .insert("ee".repeat(32), ContentHash::from_bytes([1; 32]));
+        let codes: Vec<&str> = pkg.verify().errors.iter().map(|e| e.code).collect();
+        assert!(codes.contains(&"MANIFEST_TOKENID_MISMATCH"), "{codes:?}");
+        assert!(codes.contains(&"MISSING_ELEMENT"), "{codes:?}");
+    }
+}
