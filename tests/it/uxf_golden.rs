@@ -688,3 +688,66 @@ fn normalize(v: J) -> J {
         other => other,
     }
 }
+
+/// JOIN rule 4 (spec §10.2): a longer pending history is enriched with the verified
+/// proof a shorter sibling holds; the synthetic root is never exported.
+#[test]
+fn join_enriches_longer_pending_chain_with_verified_proof() {
+    use sphere_profile::uxf::{JoinOutcome, KIND_ENRICHED_SYNTHETIC, MergeOptions};
+    use std::collections::HashSet;
+    let proven = input("token-B");
+    let mut pending = proven.clone();
+    pending["transactions"][0]["inclusionProof"] = J::Null;
+    let tx1 = serde_json::json!({
+        "data": {"sourceState": proven["state"].clone(), "recipient": "DIRECT://carol", "salt": "cc".repeat(32),
+                 "recipientDataHash": null, "message": null, "nametags": []},
+        "inclusionProof": null
+    });
+    pending["transactions"].as_array_mut().unwrap().push(tx1);
+    pending["state"] = serde_json::json!({"predicate": "c0".repeat(32), "data": null});
+
+    let mut target = package_of(&[]);
+    target.ingest(&pending, T0).unwrap();
+    let source = package_of(&["token-B"]);
+    let id = proven["genesis"]["data"]["tokenId"].as_str().unwrap();
+    let proven_root = source.manifest()[id];
+    let tx0 = match source.pool()[&proven_root].child("transactions") {
+        Some(Child::Links(v)) => v[0],
+        _ => panic!(),
+    };
+    let proof = source.pool()[&tx0].child_link("inclusionProof").unwrap();
+
+    // without verified proofs: plain longest-valid is impossible (tx0 differs) → divergent
+    let mut plain = target.clone();
+    let r = plain.merge(&source, &MergeOptions::default(), T0).unwrap();
+    assert_eq!(r.joined[0].1.kind(), "divergent");
+
+    let opts = MergeOptions {
+        verified_proofs: HashSet::from([proof]),
+        ..Default::default()
+    };
+    let r = target.merge(&source, &opts, T0).unwrap();
+    let (_, outcome) = &r.joined[0];
+    let JoinOutcome::Enriched {
+        root,
+        synthetic,
+        losers,
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(synthetic.header.kind, KIND_ENRICHED_SYNTHETIC);
+    assert_eq!(losers.len(), 2);
+    assert_eq!(target.manifest()[id], *root);
+    let tok = target.assemble(id).unwrap().to_json();
+    assert_eq!(tok["transactions"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        tok["transactions"][0]["inclusionProof"],
+        proven["transactions"][0]["inclusionProof"]
+    );
+    assert!(tok["transactions"][1]["inclusionProof"].is_null());
+    assert_eq!(
+        target.to_car().unwrap_err().code(),
+        ErrorCode::VerificationFailed
+    );
+}
