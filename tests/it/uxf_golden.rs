@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::Value as J;
 use sphere_profile::uxf::{
-    Child, ContentHash, Element, ElementType, ErrorCode, Header, UxfPackage, Value,
+    Child, ContentHash, Element, ElementType, ErrorCode, Header, UxfPackage, Value, key,
 };
 
 const T0: u64 = 1_700_000_000;
@@ -246,7 +246,7 @@ fn element_from_golden(e: &J) -> Element {
     let header = Header {
         representation: h["representation"].as_u64().unwrap(),
         semantics: h["semantics"].as_u64().unwrap(),
-        kind: h["kind"].as_str().unwrap().to_owned(),
+        kind: key(h["kind"].as_str().unwrap().to_owned()),
         predecessor: h["predecessor"]
             .as_str()
             .map(|p| ContentHash::from_hex(p).unwrap()),
@@ -264,7 +264,7 @@ fn element_from_golden(e: &J) -> Element {
                 Some(b) => Value::Bytes(hex::decode(b.as_str().unwrap()).unwrap()),
                 None => Value::from_json(v),
             };
-            (k.clone(), val)
+            (key(k.clone()), val)
         })
         .collect();
     let children = e["children"]
@@ -282,7 +282,7 @@ fn element_from_golden(e: &J) -> Element {
                 ),
                 _ => panic!(),
             };
-            (k.clone(), c)
+            (key(k.clone()), c)
         })
         .collect();
     Element {

@@ -134,8 +134,8 @@ impl InstanceChains {
             ));
         }
         let h = new.hash()?;
-        let kind = new.header.kind.clone();
-        let head_kind = head.header.kind.clone();
+        let kind = new.header.kind.to_string();
+        let head_kind = head.header.kind.to_string();
         pool.entry(h).or_insert(new);
         match self.index.get(&original).copied() {
             Some(i) => {
@@ -236,7 +236,7 @@ impl InstanceChains {
             if el.header.predecessor.is_none() || preds.contains(h) {
                 continue;
             }
-            let mut chain = vec![(*h, el.header.kind.clone())];
+            let mut chain = vec![(*h, el.header.kind.to_string())];
             let mut seen: HashSet<ContentHash> = HashSet::from([*h]);
             let mut cur = el.header.predecessor;
             while let Some(p) = cur {
@@ -244,7 +244,7 @@ impl InstanceChains {
                 if !seen.insert(p) {
                     return Err(err!(InvalidInstanceChain, "predecessor cycle at {p}"));
                 }
-                chain.push((p, pe.header.kind.clone()));
+                chain.push((p, pe.header.kind.to_string()));
                 cur = pe.header.predecessor;
             }
             if chain.len() > 1 {

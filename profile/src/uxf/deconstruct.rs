@@ -11,7 +11,7 @@
 use indexmap::IndexMap;
 use serde_json::Value as J;
 
-use super::element::{Child, Element, ElementType, decode_hex};
+use super::element::{Child, Element, ElementType, Key, decode_hex};
 use super::error::{Result, err};
 use super::hash::ContentHash;
 use super::limits::MAX_NAMETAG_DEPTH;
@@ -59,7 +59,7 @@ pub(crate) fn deconstruct(
         return Err(err!(
             InvalidPackage,
             "Token genesis.data.tokenId must be 64- or 68-char hex, got {}",
-            tid.map_or_else(|| "undefined".to_owned(), J::to_string)
+            tid.map_or_else(|| "undefined".into(), J::to_string)
         ));
     }
     let token_id = tid
@@ -91,9 +91,9 @@ fn hex_value(v: Option<&J>, nullable: bool, what: &str) -> Result<Value> {
     }
 }
 
-fn push_verbatim(content: &mut Vec<(String, Value)>, key: &str, v: Option<&J>) {
+fn push_verbatim(content: &mut Vec<(Key, Value)>, key: &'static str, v: Option<&J>) {
     if let Some(v) = v {
-        content.push((key.to_owned(), Value::from_json(v)));
+        content.push((Key::Borrowed(key), Value::from_json(v)));
     }
 }
 
@@ -125,13 +125,10 @@ impl Builder<'_> {
     fn state(&mut self, s: &J) -> Result<ContentHash> {
         let content = vec![
             (
-                "predicate".to_owned(),
+                "predicate".into(),
                 hex_value(s.get("predicate"), false, "state.predicate")?,
             ),
-            (
-                "data".to_owned(),
-                hex_value(s.get("data"), true, "state.data")?,
-            ),
+            ("data".into(), hex_value(s.get("data"), true, "state.data")?),
         ];
         self.put(Element::new(ElementType::TokenState, content, vec![]))
     }
@@ -140,15 +137,15 @@ impl Builder<'_> {
         let mut content = Vec::with_capacity(4);
         push_verbatim(&mut content, "algorithm", a.get("algorithm"));
         content.push((
-            "publicKey".to_owned(),
+            "publicKey".into(),
             hex_value(a.get("publicKey"), false, "authenticator.publicKey")?,
         ));
         content.push((
-            "signature".to_owned(),
+            "signature".into(),
             hex_value(a.get("signature"), false, "authenticator.signature")?,
         ));
         content.push((
-            "stateHash".to_owned(),
+            "stateHash".into(),
             hex_value(a.get("stateHash"), false, "authenticator.stateHash")?,
         ));
         self.put(Element::new(ty, content, vec![]))
@@ -162,13 +159,13 @@ impl Builder<'_> {
         let blob = smt::json_to_blob(p.get("merkleTreePath").unwrap_or(&J::Null))?;
         let path = self.put(Element::new(
             ElementType::SmtPath,
-            vec![("cbor".to_owned(), Value::Bytes(blob))],
+            vec![("cbor".into(), Value::Bytes(blob))],
             vec![],
         ))?;
         let cert = self.put(Element::new(
             ElementType::UnicityCertificate,
             vec![(
-                "raw".to_owned(),
+                "raw".into(),
                 hex_value(p.get("unicityCertificate"), false, "unicityCertificate")?,
             )],
             vec![],
@@ -176,13 +173,13 @@ impl Builder<'_> {
         self.put(Element::new(
             ElementType::InclusionProof,
             vec![(
-                "transactionHash".to_owned(),
+                "transactionHash".into(),
                 hex_value(p.get("transactionHash"), true, "transactionHash")?,
             )],
             vec![
-                ("authenticator".to_owned(), auth),
-                ("merkleTreePath".to_owned(), Child::Link(path)),
-                ("unicityCertificate".to_owned(), Child::Link(cert)),
+                ("authenticator".into(), auth),
+                ("merkleTreePath".into(), Child::Link(path)),
+                ("unicityCertificate".into(), Child::Link(cert)),
             ],
         ))
     }
@@ -214,11 +211,11 @@ impl Builder<'_> {
         // genesis-data
         let mut gd = Vec::with_capacity(8);
         gd.push((
-            "tokenId".to_owned(),
+            "tokenId".into(),
             hex_value(gdata.get("tokenId"), false, "tokenId")?,
         ));
         gd.push((
-            "tokenType".to_owned(),
+            "tokenType".into(),
             hex_value(gdata.get("tokenType"), false, "tokenType")?,
         ));
         let coins = match gdata.get("coinData") {
@@ -238,21 +235,18 @@ impl Builder<'_> {
                 .collect::<Result<_>>()?,
             Some(_) => return Err(err!(InvalidPackage, "coinData must be an array")),
         };
-        gd.push(("coinData".to_owned(), Value::Array(coins)));
+        gd.push(("coinData".into(), Value::Array(coins)));
         gd.push((
-            "tokenData".to_owned(),
+            "tokenData".into(),
             hex_value(gdata.get("tokenData"), false, "tokenData")?,
         ));
-        gd.push((
-            "salt".to_owned(),
-            hex_value(gdata.get("salt"), false, "salt")?,
-        ));
+        gd.push(("salt".into(), hex_value(gdata.get("salt"), false, "salt")?));
         push_verbatim(&mut gd, "recipient", gdata.get("recipient"));
         gd.push((
-            "recipientDataHash".to_owned(),
+            "recipientDataHash".into(),
             hex_value(gdata.get("recipientDataHash"), true, "recipientDataHash")?,
         ));
-        gd.push(("reason".to_owned(), reason::encode(gdata.get("reason"))));
+        gd.push(("reason".into(), reason::encode(gdata.get("reason"))));
         let gdata_h = self.put(Element::new(ElementType::GenesisData, gd, vec![]))?;
 
         let gproof = match non_null(genesis.get("inclusionProof")) {
@@ -265,9 +259,9 @@ impl Builder<'_> {
             ElementType::Genesis,
             vec![],
             vec![
-                ("data".to_owned(), Child::Link(gdata_h)),
-                ("inclusionProof".to_owned(), gproof),
-                ("destinationState".to_owned(), Child::Link(gdest)),
+                ("data".into(), Child::Link(gdata_h)),
+                ("inclusionProof".into(), gproof),
+                ("destinationState".into(), Child::Link(gdest)),
             ],
         ))?;
 
@@ -295,18 +289,18 @@ impl Builder<'_> {
                     let mut c = Vec::with_capacity(5);
                     push_verbatim(&mut c, "recipient", d.get("recipient"));
                     c.push((
-                        "salt".to_owned(),
+                        "salt".into(),
                         hex_value(d.get("salt"), false, "transaction salt")?,
                     ));
                     c.push((
-                        "recipientDataHash".to_owned(),
+                        "recipientDataHash".into(),
                         hex_value(d.get("recipientDataHash"), true, "recipientDataHash")?,
                     ));
                     c.push((
-                        "message".to_owned(),
+                        "message".into(),
                         d.get("message").map_or(Value::Null, Value::from_json),
                     ));
-                    c.push(("nametagRefs".to_owned(), Value::Array(refs)));
+                    c.push(("nametagRefs".into(), Value::Array(refs)));
                     Child::Link(self.put(Element::new(ElementType::TransactionData, c, vec![]))?)
                 }
                 None => Child::Null,
@@ -316,14 +310,14 @@ impl Builder<'_> {
                 None => Child::Null,
             };
             let mut children = vec![
-                ("sourceState".to_owned(), Child::Link(src)),
-                ("data".to_owned(), data),
-                ("inclusionProof".to_owned(), proof),
-                ("destinationState".to_owned(), Child::Link(dest)),
+                ("sourceState".into(), Child::Link(src)),
+                ("data".into(), data),
+                ("inclusionProof".into(), proof),
+                ("destinationState".into(), Child::Link(dest)),
             ];
             if let Some(a) = non_null(tx.get("_wallet").and_then(|w| w.get("authenticator"))) {
                 let h = self.authenticator(a, ElementType::PendingAuthenticator)?;
-                children.push(("pendingAuthenticator".to_owned(), Child::Link(h)));
+                children.push(("pendingAuthenticator".into(), Child::Link(h)));
             }
             tx_hashes.push(self.put(Element::new(ElementType::Transaction, vec![], children))?);
             prev_dest = dest_json;
@@ -342,16 +336,16 @@ impl Builder<'_> {
             ElementType::TokenRoot,
             vec![
                 (
-                    "tokenId".to_owned(),
+                    "tokenId".into(),
                     hex_value(gdata.get("tokenId"), false, "tokenId")?,
                 ),
-                ("version".to_owned(), version),
+                ("version".into(), version),
             ],
             vec![
-                ("genesis".to_owned(), Child::Link(genesis_h)),
-                ("transactions".to_owned(), Child::Links(tx_hashes)),
-                ("state".to_owned(), Child::Link(state_h)),
-                ("nametags".to_owned(), Child::Links(nametags)),
+                ("genesis".into(), Child::Link(genesis_h)),
+                ("transactions".into(), Child::Links(tx_hashes)),
+                ("state".into(), Child::Link(state_h)),
+                ("nametags".into(), Child::Links(nametags)),
             ],
         ))
     }

@@ -150,6 +150,60 @@ impl ElementType {
     }
 }
 
+/// A content key, child role or header kind: borrowed for the reference's fixed
+/// vocabulary (no allocation per element), owned for anything else.
+pub type Key = std::borrow::Cow<'static, str>;
+
+const VOCABULARY: &[&str] = &[
+    "tokenId",
+    "version",
+    "tokenType",
+    "coinData",
+    "tokenData",
+    "salt",
+    "recipient",
+    "recipientDataHash",
+    "reason",
+    "message",
+    "nametagRefs",
+    "predicate",
+    "data",
+    "transactionHash",
+    "algorithm",
+    "publicKey",
+    "signature",
+    "stateHash",
+    "raw",
+    "cbor",
+    "entries",
+    "genesis",
+    "transactions",
+    "state",
+    "nametags",
+    "inclusionProof",
+    "destinationState",
+    "sourceState",
+    "pendingAuthenticator",
+    "authenticator",
+    "merkleTreePath",
+    "unicityCertificate",
+    "default",
+    "individual-proof",
+    "consolidated-proof",
+    "zk-proof",
+    "full-history",
+    "re-encoded",
+    KIND_ENRICHED_SYNTHETIC,
+];
+
+/// Interns a decoded key: the reference's vocabulary is borrowed, anything else owned.
+pub fn key(s: String) -> Key {
+    match VOCABULARY.iter().find(|v| **v == s) {
+        Some(v) => Key::Borrowed(v),
+        None => Key::Owned(s),
+    }
+}
+
 /// An element header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -158,7 +212,7 @@ pub struct Header {
     /// Semantics version (0 ≤ v ≤ 2⁵³−1).
     pub semantics: u64,
     /// Kind (`default`, `consolidated-proof`, …).
-    pub kind: String,
+    pub kind: Key,
     /// The previous instance of this element, if any.
     pub predecessor: Option<ContentHash>,
 }
@@ -171,7 +225,7 @@ impl Default for Header {
         Self {
             representation: 1,
             semantics: 1,
-            kind: "default".to_owned(),
+            kind: Key::Borrowed("default"),
             predecessor: None,
         }
     }
@@ -230,18 +284,14 @@ pub struct Element {
     /// The type.
     pub ty: ElementType,
     /// Content values in insertion order.
-    pub content: Vec<(String, Value)>,
+    pub content: Vec<(Key, Value)>,
     /// Children in insertion order (construction order, or dag-cbor order when decoded).
-    pub children: Vec<(String, Child)>,
+    pub children: Vec<(Key, Child)>,
 }
 
 impl Element {
     /// An element with the default header.
-    pub fn new(
-        ty: ElementType,
-        content: Vec<(String, Value)>,
-        children: Vec<(String, Child)>,
-    ) -> Self {
+    pub fn new(ty: ElementType, content: Vec<(Key, Value)>, children: Vec<(Key, Child)>) -> Self {
         Self {
             header: Header::default(),
             ty,
@@ -294,7 +344,7 @@ impl Element {
         }
         cbor::text(out, "content");
         cbor::head(out, 5, self.content.len() as u64);
-        let mut keys: Vec<&(String, Value)> = self.content.iter().collect();
+        let mut keys: Vec<&(Key, Value)> = self.content.iter().collect();
         keys.sort_by(|a, b| cbor::key_order(&a.0, &b.0));
         for pair in keys.windows(2) {
             if let [a, b] = pair
@@ -309,7 +359,7 @@ impl Element {
         }
         cbor::text(out, "children");
         cbor::head(out, 5, self.children.len() as u64);
-        let mut roles: Vec<&(String, Child)> = self.children.iter().collect();
+        let mut roles: Vec<&(Key, Child)> = self.children.iter().collect();
         roles.sort_by(|a, b| cbor::key_order(&a.0, &b.0));
         for (k, c) in roles {
             cbor::text(out, k);
@@ -409,7 +459,7 @@ impl Element {
                 }
                 other => Value::from_cbor_owned(other),
             };
-            content.push((k, val));
+            content.push((key(k), val));
         }
         let mut children = Vec::with_capacity(children_raw.len());
         for (k, v) in children_raw {
@@ -433,7 +483,7 @@ impl Element {
                 }
                 _ => return Err(err!(SerializationError, "child {k} is not a link")),
             };
-            children.push((k, c));
+            children.push((key(k), c));
         }
         Ok(Self {
             header,
@@ -479,7 +529,7 @@ fn decode_header(c: &Cbor) -> Result<Header> {
     Ok(Header {
         representation: num(rep)?,
         semantics: num(sem)?,
-        kind: kind.clone(),
+        kind: key(kind.clone()),
         predecessor,
     })
 }

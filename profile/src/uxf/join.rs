@@ -265,7 +265,7 @@ pub(crate) fn resolve_in(
                 .get(&win)
                 .ok_or_else(|| err!(MissingElement, "Element {win} not in pool"))?;
             let mut synthetic = w.clone();
-            synthetic.header.kind = KIND_ENRICHED_SYNTHETIC.to_owned();
+            synthetic.header.kind = KIND_ENRICHED_SYNTHETIC.into();
             synthetic.header.predecessor = None;
             for (k, c) in &mut synthetic.children {
                 if k == "transactions" {

@@ -24,7 +24,7 @@ use indexmap::IndexMap;
 
 use super::car::is_token_id;
 use super::chain::{ChainEntry, InstanceChains};
-use super::element::{Child, Element, ElementType, Header, KIND_ENRICHED_SYNTHETIC};
+use super::element::{Child, Element, ElementType, Header, KIND_ENRICHED_SYNTHETIC, key};
 use super::error::{ErrorCode, Result, err};
 use super::hash::ContentHash;
 use super::limits::{
@@ -69,13 +69,21 @@ pub(crate) fn element_json(el: &Element) -> Value {
                 Child::Link(h) => hash_v(h),
                 Child::Links(v) => Value::Array(v.iter().map(hash_v).collect()),
             };
-            (k.clone(), v)
+            (k.to_string(), v)
         })
         .collect();
     Value::Map(vec![
         kv("header", header),
         kv("type", Value::UInt(u64::from(el.ty.id()))),
-        kv("content", Value::Map(el.content.clone())),
+        kv(
+            "content",
+            Value::Map(
+                el.content
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ),
+        ),
         kv("children", Value::Map(children)),
     ])
 }
@@ -337,8 +345,8 @@ fn parse_element(v: &Value) -> Result<Element> {
         kind: h
             .get("kind")
             .and_then(Value::as_str)
-            .ok_or_else(|| err!(SerializationError, "header.kind must be a string"))?
-            .to_owned(),
+            .map(|k| key(k.to_owned()))
+            .ok_or_else(|| err!(SerializationError, "header.kind must be a string"))?,
         predecessor: match h.get("predecessor") {
             None | Some(Value::Null) => None,
             Some(Value::Text(p)) => Some(ContentHash::from_hex(p)?),
@@ -372,7 +380,7 @@ fn parse_element(v: &Value) -> Result<Element> {
                 Value::Array(items) => Value::Array(items.iter().cloned().map(lower).collect()),
                 other => lower(other.clone()),
             };
-            Ok((k.clone(), val))
+            Ok((key(k.clone()), val))
         })
         .collect::<Result<Vec<_>>>()?;
     let Some(Value::Map(children_in)) = v.get("children") else {
@@ -398,7 +406,7 @@ fn parse_element(v: &Value) -> Result<Element> {
                 ),
                 _ => return Err(err!(SerializationError, "child {k} must be a hash")),
             };
-            Ok((k.clone(), c))
+            Ok((key(k.clone()), c))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Element {

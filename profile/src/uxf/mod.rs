@@ -50,7 +50,7 @@ mod verify;
 pub use cbor::{Cbor, decode as decode_cbor, encode as encode_cbor};
 pub use chain::{ChainEntry, InstanceChains, Strategy};
 pub use diff::Delta;
-pub use element::{Child, Element, ElementType, Header, KIND_ENRICHED_SYNTHETIC};
+pub use element::{Child, Element, ElementType, Header, KIND_ENRICHED_SYNTHETIC, Key, key};
 pub use error::{ErrorCode, Result, UxfError};
 pub use hash::ContentHash;
 pub use join::{JoinOutcome, MergeOptions, MergeReport, resolve_token_root};
