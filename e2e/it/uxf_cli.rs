@@ -223,3 +223,36 @@ fn verify_rejects_a_flipped_byte_with_exit_1() {
     );
     assert_ne!(missing.status.code(), Some(0));
 }
+
+/// Reference quirk (spec §9.1) seen from the tool: a bundle of token E alone lacks the
+/// nametag its transfer references, so it verifies but cannot be unpacked.
+#[test]
+fn unpack_of_token_e_alone_fails_like_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let car = dir.path().join("e.car");
+    ok(&cli(
+        &[
+            "uxf",
+            "pack",
+            &input("token-E"),
+            "-o",
+            car.to_str().unwrap(),
+            "--created-at",
+            "1700000000",
+        ],
+        dir.path(),
+    ));
+    ok(&cli(&["uxf", "verify", car.to_str().unwrap()], dir.path()));
+    let out = cli(
+        &[
+            "uxf",
+            "unpack",
+            car.to_str().unwrap(),
+            "-o",
+            dir.path().join("x").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MISSING_ELEMENT"));
+}
