@@ -6,11 +6,10 @@
 //! deconstruct budget ([`MAX_NAMETAG_DEPTH`]), which bounds it. The output is a
 //! [`Value::Map`] tree in the reference's key order.
 
-use std::collections::HashSet;
-
-use indexmap::IndexMap;
+use super::hash::HashSet;
 
 use super::chain::{InstanceChains, Strategy};
+use super::element::Pool;
 use super::element::{Child, Element, ElementType};
 use super::error::{Result, err};
 use super::hash::ContentHash;
@@ -20,10 +19,10 @@ use super::smt;
 use super::value::Value;
 
 pub(crate) struct Assembler<'a> {
-    pub(crate) pool: &'a IndexMap<ContentHash, Element>,
+    pub(crate) pool: &'a Pool,
     pub(crate) chains: &'a InstanceChains,
     pub(crate) strategy: &'a Strategy,
-    verified: HashSet<ContentHash>,
+    verified: HashSet,
     buf: Vec<u8>,
 }
 
@@ -46,16 +45,12 @@ fn push(m: &mut Vec<(String, Value)>, el: &Element, key: &str) {
 }
 
 impl<'a> Assembler<'a> {
-    pub(crate) fn new(
-        pool: &'a IndexMap<ContentHash, Element>,
-        chains: &'a InstanceChains,
-        strategy: &'a Strategy,
-    ) -> Self {
+    pub(crate) fn new(pool: &'a Pool, chains: &'a InstanceChains, strategy: &'a Strategy) -> Self {
         Self {
             pool,
             chains,
             strategy,
-            verified: HashSet::new(),
+            verified: HashSet::default(),
             buf: Vec::with_capacity(512),
         }
     }
@@ -288,7 +283,7 @@ impl<'a> Assembler<'a> {
 
 /// Assembles `root` at the current state (or `state` transactions).
 pub(crate) fn assemble(
-    pool: &IndexMap<ContentHash, Element>,
+    pool: &Pool,
     chains: &InstanceChains,
     strategy: &Strategy,
     root: ContentHash,

@@ -23,13 +23,16 @@
 //! runtime (no thread, no reactor; callable from sync code and from inside a runtime).
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use super::hash::HashSet;
 
 use indexmap::IndexMap;
 use iroh_car::{CarHeader, CarReader, CarWriter};
 
 use super::cbor::{self, Cbor};
 use super::chain::InstanceChains;
+use super::element::Pool;
 use super::element::{Element, ElementType, KIND_ENRICHED_SYNTHETIC};
 use super::error::{Result, UxfError, err};
 use super::hash::ContentHash;
@@ -123,7 +126,7 @@ impl UxfPackage {
         let mut blocks = Vec::with_capacity(self.pool.len().saturating_add(2));
         blocks.push((envelope_h, envelope));
         blocks.push((manifest_h, manifest));
-        let mut written: HashSet<ContentHash> = HashSet::from([envelope_h, manifest_h]);
+        let mut written: HashSet = [envelope_h, manifest_h].into_iter().collect::<HashSet>();
         let mut queue = VecDeque::new();
         for root in self.manifest.values() {
             queue.push_back(*root);
@@ -181,7 +184,7 @@ impl UxfPackage {
         // the pool (peak memory). Blocks that do not decode as elements are kept raw (the
         // envelope and manifest among them); their errors are reported after the
         // envelope and manifest checks, in the reference's order of checks.
-        let mut pool: IndexMap<ContentHash, Element> = IndexMap::new();
+        let mut pool: Pool = Pool::default();
         let mut raw: Vec<(cid::Cid, Vec<u8>)> = Vec::new();
         let mut deferred: Vec<(cid::Cid, UxfError)> = Vec::new();
         let roots = futures::executor::block_on(async {

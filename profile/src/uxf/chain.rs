@@ -1,10 +1,9 @@
 //! Instance chains (spec §10.4–10.5): newer instances of an element linked to older
 //! ones by `header.predecessor`, and the strategy that picks one when assembling.
 
-use std::collections::{HashMap, HashSet};
+use super::hash::{HashMap, HashSet};
 
-use indexmap::IndexMap;
-
+use super::element::Pool;
 use super::element::{Element, validate_kind};
 use super::error::{ErrorCode, Result, err};
 use super::hash::ContentHash;
@@ -37,7 +36,7 @@ pub enum Strategy {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceChains {
     entries: Vec<ChainEntry>,
-    index: HashMap<ContentHash, usize>,
+    index: HashMap<usize>,
 }
 
 impl InstanceChains {
@@ -77,12 +76,7 @@ impl InstanceChains {
     }
 
     /// The hash the strategy selects for `h` (itself when not chained).
-    pub fn resolve(
-        &self,
-        h: &ContentHash,
-        strategy: &Strategy,
-        pool: &IndexMap<ContentHash, Element>,
-    ) -> ContentHash {
+    pub fn resolve(&self, h: &ContentHash, strategy: &Strategy, pool: &Pool) -> ContentHash {
         let Some(e) = self.get(h) else { return *h };
         let pick = match strategy {
             Strategy::Latest => None,
@@ -100,7 +94,7 @@ impl InstanceChains {
     /// Adds `new` as the newest instance of the chain `original` belongs to (§10.4).
     pub fn add_instance(
         &mut self,
-        pool: &mut IndexMap<ContentHash, Element>,
+        pool: &mut Pool,
         original: ContentHash,
         new: Element,
     ) -> Result<ContentHash> {
@@ -155,7 +149,7 @@ impl InstanceChains {
 
     /// Removes deleted members; drops chains whose head was removed or that are left
     /// with ≤ 1 member.
-    pub fn prune(&mut self, removed: &HashSet<ContentHash>, drop_if_head_removed: bool) {
+    pub fn prune(&mut self, removed: &HashSet, drop_if_head_removed: bool) {
         let mut out = Vec::with_capacity(self.entries.len());
         for mut e in std::mem::take(&mut self.entries) {
             if drop_if_head_removed && removed.contains(&e.head) {
@@ -176,7 +170,7 @@ impl InstanceChains {
     /// Merges `other`'s chains into these (§10.4 mergeInstanceChains).
     pub fn merge(&mut self, other: &InstanceChains) {
         for src in &other.entries {
-            let src_set: HashSet<ContentHash> = src.chain.iter().map(|(h, _)| *h).collect();
+            let src_set: HashSet = src.chain.iter().map(|(h, _)| *h).collect();
             let overlapping: Vec<usize> = {
                 let mut v: Vec<usize> = src
                     .chain
@@ -193,7 +187,7 @@ impl InstanceChains {
                 let Some(tgt) = self.entries.get(*i) else {
                     continue;
                 };
-                let tgt_set: HashSet<ContentHash> = tgt.chain.iter().map(|(h, _)| *h).collect();
+                let tgt_set: HashSet = tgt.chain.iter().map(|(h, _)| *h).collect();
                 if src_set.is_subset(&tgt_set) {
                     // keep target
                 } else if tgt_set.is_subset(&src_set) {
@@ -228,16 +222,15 @@ impl InstanceChains {
 
     /// Rebuilds chains from predecessor links, as CAR import does (§10.5): heads are
     /// elements with a predecessor that are nobody's predecessor.
-    pub fn rebuild_from_predecessors(pool: &IndexMap<ContentHash, Element>) -> Result<Self> {
-        let preds: HashSet<ContentHash> =
-            pool.values().filter_map(|e| e.header.predecessor).collect();
+    pub fn rebuild_from_predecessors(pool: &Pool) -> Result<Self> {
+        let preds: HashSet = pool.values().filter_map(|e| e.header.predecessor).collect();
         let mut entries = Vec::new();
         for (h, el) in pool {
             if el.header.predecessor.is_none() || preds.contains(h) {
                 continue;
             }
             let mut chain = vec![(*h, el.header.kind.to_string())];
-            let mut seen: HashSet<ContentHash> = HashSet::from([*h]);
+            let mut seen: HashSet = [*h].into_iter().collect::<HashSet>();
             let mut cur = el.header.predecessor;
             while let Some(p) = cur {
                 let Some(pe) = pool.get(&p) else { break };

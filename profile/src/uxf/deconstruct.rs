@@ -8,9 +8,9 @@
 //! states are derived from the transactions (§3.4). Elements go into the pool in
 //! construction order (§3.5); the first insertion of a hash wins.
 
-use indexmap::IndexMap;
 use serde_json::Value as J;
 
+use super::element::Pool;
 use super::element::{Child, Element, ElementType, Key, decode_hex};
 use super::error::{Result, err};
 use super::hash::ContentHash;
@@ -21,16 +21,13 @@ use super::value::Value;
 
 /// Builds elements into a pool.
 pub(crate) struct Builder<'a> {
-    pool: &'a mut IndexMap<ContentHash, Element>,
+    pool: &'a mut Pool,
     buf: Vec<u8>,
 }
 
 /// Validates a top-level token (§3.2), deconstructs it into `pool` and returns its
 /// lowercase token id and root hash.
-pub(crate) fn deconstruct(
-    pool: &mut IndexMap<ContentHash, Element>,
-    token: &J,
-) -> Result<(String, ContentHash)> {
+pub(crate) fn deconstruct(pool: &mut Pool, token: &J) -> Result<(String, ContentHash)> {
     let obj = token
         .as_object()
         .ok_or_else(|| err!(InvalidPackage, "Token must be a non-null object"))?;

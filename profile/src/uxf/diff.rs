@@ -1,12 +1,12 @@
 //! diff and applyDelta (spec §10.3): the element, manifest and chain differences
 //! between two packages, and applying them. There is no wire format for deltas.
 
-use std::collections::HashSet;
+use super::hash::HashSet;
 
 use indexmap::IndexMap;
 
 use super::chain::ChainEntry;
-use super::element::Element;
+use super::element::Pool;
 use super::error::{Result, err};
 use super::hash::ContentHash;
 use super::package::UxfPackage;
@@ -15,7 +15,7 @@ use super::package::UxfPackage;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Delta {
     /// Elements of the target missing from the source (target pool order).
-    pub added_elements: IndexMap<ContentHash, Element>,
+    pub added_elements: Pool,
     /// Elements of the source missing from the target.
     pub removed_elements: Vec<ContentHash>,
     /// Target manifest entries missing or different in the source.
@@ -85,7 +85,7 @@ impl UxfPackage {
         for (h, el) in &delta.added_elements {
             self.pool.entry(*h).or_insert_with(|| el.clone());
         }
-        let removed: HashSet<ContentHash> = delta.removed_elements.iter().copied().collect();
+        let removed: HashSet = delta.removed_elements.iter().copied().collect();
         self.pool.retain(|h, _| !removed.contains(h));
         self.chains.prune(&removed, true);
         for id in &delta.removed_tokens {

@@ -276,6 +276,9 @@ impl Child {
     }
 }
 
+/// Hash → element in insertion order: a package's pool.
+pub type Pool = indexmap::IndexMap<ContentHash, Element, super::hash::BuildContentHasher>;
+
 /// One element in its in-memory form.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Element {

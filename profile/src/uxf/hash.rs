@@ -17,7 +17,7 @@ use super::error::{Result, err};
 pub(crate) const CID_PREFIX: [u8; 4] = [0x01, 0x71, 0x12, 0x20];
 
 /// An element's content hash (also the digest of its block CID).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ContentHash([u8; 32]);
 
 impl ContentHash {
@@ -94,6 +94,76 @@ impl ContentHash {
         Self::from_cid_bytes(&c.to_bytes())
     }
 }
+
+impl std::hash::Hash for ContentHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.0.get(..8).unwrap_or(&[0; 8]));
+        state.write_u64(u64::from_le_bytes(b));
+    }
+}
+
+/// Hash-map hasher for [`ContentHash`] keys: the keys are already SHA-256 output, so
+/// one folded multiply of their first 8 bytes with a per-process random seed is enough
+/// (no SipHash rounds; the seed keeps an attacker who grinds hashes with equal low
+/// bits from predicting buckets).
+#[derive(Clone, Copy, Debug)]
+pub struct BuildContentHasher {
+    seed: u64,
+}
+
+impl Default for BuildContentHasher {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED
+            .get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64));
+        Self { seed }
+    }
+}
+
+impl std::hash::BuildHasher for BuildContentHasher {
+    type Hasher = ContentHasher;
+    fn build_hasher(&self) -> ContentHasher {
+        ContentHasher {
+            seed: self.seed,
+            v: 0,
+        }
+    }
+}
+
+/// See [`BuildContentHasher`].
+#[derive(Debug)]
+pub struct ContentHasher {
+    seed: u64,
+    v: u64,
+}
+
+impl std::hash::Hasher for ContentHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.v = self.v.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.v ^= n;
+    }
+    fn finish(&self) -> u64 {
+        let p =
+            u128::from(self.v ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "folding the 128-bit product"
+        )]
+        let (lo, hi) = (p as u64, (p >> 64) as u64);
+        lo ^ hi
+    }
+}
+
+/// A set of content hashes with [`BuildContentHasher`].
+pub(crate) type HashSet = std::collections::HashSet<ContentHash, BuildContentHasher>;
+/// A map from content hashes with [`BuildContentHasher`].
+pub(crate) type HashMap<V> = std::collections::HashMap<ContentHash, V, BuildContentHasher>;
 
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,8 +5,7 @@
 
 use std::collections::HashSet;
 
-use indexmap::IndexMap;
-
+use super::element::Pool;
 use super::element::{Child, Element, ElementType, KIND_ENRICHED_SYNTHETIC};
 use super::error::{Result, UxfError, err};
 use super::hash::ContentHash;
@@ -82,8 +81,8 @@ impl JoinOutcome {
 
 /// A pool view over two maps (target ∪ staged).
 pub(crate) struct PoolView<'a> {
-    pub(crate) a: &'a IndexMap<ContentHash, Element>,
-    pub(crate) b: Option<&'a IndexMap<ContentHash, Element>>,
+    pub(crate) a: &'a Pool,
+    pub(crate) b: Option<&'a Pool>,
 }
 
 impl PoolView<'_> {
@@ -135,7 +134,7 @@ fn same_core_different_proof(pool: &PoolView<'_>, a: &ContentHash, b: &ContentHa
 /// deterministic and independent of candidate order.
 pub fn resolve_token_root(
     candidates: &[ContentHash],
-    pool: &IndexMap<ContentHash, Element>,
+    pool: &Pool,
     verified_proofs: &HashSet<ContentHash>,
 ) -> Result<JoinOutcome> {
     resolve_in(candidates, &PoolView { a: pool, b: None }, verified_proofs)
@@ -313,7 +312,7 @@ impl UxfPackage {
         updated_at: u64,
     ) -> Result<MergeReport> {
         let mut buf = Vec::with_capacity(1024);
-        let mut staged: IndexMap<ContentHash, Element> = IndexMap::new();
+        let mut staged: Pool = Pool::default();
         for (h, el) in &other.pool {
             buf.clear();
             el.write_canonical(&mut buf)?;

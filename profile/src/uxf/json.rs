@@ -24,6 +24,7 @@ use indexmap::IndexMap;
 
 use super::car::is_token_id;
 use super::chain::{ChainEntry, InstanceChains};
+use super::element::Pool;
 use super::element::{Child, Element, ElementType, Header, KIND_ENRICHED_SYNTHETIC, key};
 use super::error::{ErrorCode, Result, err};
 use super::hash::ContentHash;
@@ -237,7 +238,7 @@ impl UxfPackage {
                 "more than {ELEMENTS_MAX_SIZE} elements"
             ));
         }
-        let mut pool = IndexMap::with_capacity(els.len());
+        let mut pool = Pool::with_capacity_and_hasher(els.len(), Default::default());
         for (k, v) in els {
             let h = ContentHash::from_hex(k)?;
             let el = parse_element(v)?;

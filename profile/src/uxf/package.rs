@@ -6,6 +6,7 @@ use indexmap::IndexMap;
 use super::assemble;
 use super::chain::{InstanceChains, Strategy};
 use super::deconstruct;
+use super::element::Pool;
 use super::element::{Element, ElementType};
 use super::error::{Result, err};
 use super::hash::ContentHash;
@@ -35,7 +36,7 @@ pub const UXF_VERSION: &str = "1.0.0";
 pub struct UxfPackage {
     pub(crate) envelope: Envelope,
     pub(crate) manifest: IndexMap<String, ContentHash>,
-    pub(crate) pool: IndexMap<ContentHash, Element>,
+    pub(crate) pool: Pool,
     pub(crate) chains: InstanceChains,
 }
 
@@ -59,7 +60,7 @@ impl UxfPackage {
                 description: None,
             },
             manifest: IndexMap::new(),
-            pool: IndexMap::new(),
+            pool: Pool::default(),
             chains: InstanceChains::default(),
         }
     }
@@ -94,7 +95,7 @@ impl UxfPackage {
     }
 
     /// Hash → element, in pool insertion order.
-    pub fn pool(&self) -> &IndexMap<ContentHash, Element> {
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -261,7 +262,7 @@ impl UxfPackage {
     pub fn dedup_stats(&self) -> DedupStats {
         let mut naive = 0usize;
         for root in self.manifest.values() {
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = super::hash::HashSet::default();
             let mut stack = vec![*root];
             while let Some(h) = stack.pop() {
                 if !seen.insert(h) {

@@ -5,7 +5,7 @@
 //! shared sub-DAG (diamond) is not. Walks use an explicit stack capped at
 //! [`VERIFY_MAX_DEPTH`].
 
-use std::collections::{HashMap, HashSet};
+use super::hash::{HashMap, HashSet};
 
 use super::element::{Child, Element, ElementType};
 use super::error::ErrorCode;
@@ -176,7 +176,8 @@ impl UxfPackage {
             }
         }
 
-        let mut reachable: HashSet<ContentHash> = HashSet::with_capacity(self.pool.len());
+        let mut reachable: HashSet =
+            HashSet::with_capacity_and_hasher(self.pool.len(), Default::default());
         for (id, root) in &self.manifest {
             r.stats.tokens_checked = r.stats.tokens_checked.saturating_add(1);
             let Some(el) = self.pool.get(root) else {
@@ -209,7 +210,7 @@ impl UxfPackage {
             self.check_chain(c, &mut r.errors);
         }
         // divergent chains sharing a tail
-        let mut tails: HashMap<ContentHash, usize> = HashMap::new();
+        let mut tails: HashMap<usize> = HashMap::default();
         for c in self.chains.entries() {
             if let Some((t, _)) = c.chain.last() {
                 *tails.entry(*t).or_default() =
@@ -237,21 +238,21 @@ impl UxfPackage {
     }
 
     /// DFS from `root` over children and chain members with a path stack.
-    fn walk(&self, root: ContentHash, done: &mut HashSet<ContentHash>, errors: &mut Vec<Issue>) {
+    fn walk(&self, root: ContentHash, done: &mut HashSet, errors: &mut Vec<Issue>) {
         // frame: node, its child edges, next edge index
         struct Frame {
             hash: ContentHash,
             edges: Vec<(ContentHash, Option<ElementType>)>,
             next: usize,
         }
-        let mut on_path: HashSet<ContentHash> = HashSet::new();
+        let mut on_path: HashSet = HashSet::default();
         let mut stack: Vec<Frame> = Vec::new();
         let mut pending: Vec<ContentHash> = vec![root];
         let enter = |h: ContentHash,
                      pending: &mut Vec<ContentHash>,
                      stack: &mut Vec<Frame>,
-                     on_path: &mut HashSet<ContentHash>,
-                     done: &mut HashSet<ContentHash>,
+                     on_path: &mut HashSet,
+                     done: &mut HashSet,
                      errors: &mut Vec<Issue>| {
             let Some(el) = self.pool.get(&h) else {
                 errors.push(issue(
@@ -334,7 +335,7 @@ impl UxfPackage {
             errors.push(bad(format!("empty instance chain {}", c.head)));
             return;
         }
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let mut ty = None;
         for (i, (h, _)) in c.chain.iter().enumerate() {
             if !seen.insert(*h) {
@@ -367,8 +368,9 @@ impl UxfPackage {
     }
 
     /// The elements reachable from the manifest over children and chain members.
-    pub(crate) fn reachable(&self) -> HashSet<ContentHash> {
-        let mut marked: HashSet<ContentHash> = HashSet::with_capacity(self.pool.len());
+    pub(crate) fn reachable(&self) -> HashSet {
+        let mut marked: HashSet =
+            HashSet::with_capacity_and_hasher(self.pool.len(), Default::default());
         let mut stack: Vec<ContentHash> = self.manifest.values().copied().collect();
         while let Some(h) = stack.pop() {
             if !marked.insert(h) {
@@ -389,7 +391,7 @@ impl UxfPackage {
     /// `nametagRefs` are not reachable and are deleted.
     pub fn gc(&mut self) -> usize {
         let marked = self.reachable();
-        let removed: HashSet<ContentHash> = self
+        let removed: HashSet = self
             .pool
             .keys()
             .filter(|h| !marked.contains(h))
