@@ -91,7 +91,16 @@ impl ContentHash {
 
     /// Same as [`Self::from_cid_bytes`] for a parsed CID.
     pub fn from_cid(c: &cid::Cid) -> Result<Self> {
-        Self::from_cid_bytes(&c.to_bytes())
+        let mh = c.hash();
+        match <[u8; 32]>::try_from(mh.digest()) {
+            Ok(d) if c.version() == cid::Version::V1 && c.codec() == 0x71 && mh.code() == 0x12 => {
+                Ok(Self(d))
+            }
+            _ => Err(err!(
+                SerializationError,
+                "CID is not CIDv1 dag-cbor sha2-256: {c}"
+            )),
+        }
     }
 }
 
