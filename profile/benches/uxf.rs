@@ -117,7 +117,11 @@ fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
         let (c, t) = (cpu_ns(), Instant::now());
         let v = f();
         let cpu = cpu_ns().saturating_sub(c);
-        let d = if cpu > 0 { Duration::from_nanos(cpu) } else { t.elapsed() };
+        let d = if cpu > 0 {
+            Duration::from_nanos(cpu)
+        } else {
+            t.elapsed()
+        };
         best = best.min(d);
         out = Some(v);
     }

@@ -319,7 +319,7 @@ impl UxfPackage {
             let Cbor::Link(c) = v else {
                 return Err(err!(SerializationError, "manifest entry {k} is not a link"));
             };
-            manifest.insert(k.clone(), ContentHash::from_cid_bytes(c)?);
+            manifest.insert(k.to_string(), ContentHash::from_cid_bytes(c)?);
         }
 
         // elements

@@ -11,6 +11,7 @@
 //! [`MAX_CBOR_DEPTH`], which bounds the reader's recursion.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+use super::element::{Key, intern};
 use super::error::{Result, UxfError, err};
 use super::hash::ContentHash;
 use super::limits::MAX_CBOR_DEPTH;
@@ -29,7 +30,7 @@ pub enum Cbor {
     /// Array.
     Array(Vec<Cbor>),
     /// Map with text keys, in wire order.
-    Map(Vec<(String, Cbor)>),
+    Map(Vec<(Key, Cbor)>),
     /// Tag 42: the CID bytes after the `00` prefix.
     Link(Vec<u8>),
     /// `true` / `false`.
@@ -121,7 +122,7 @@ pub(crate) fn write(out: &mut Vec<u8>, v: &Cbor) {
         }
         Cbor::Map(m) => {
             head(out, 5, m.len() as u64);
-            let mut idx: Vec<&(String, Cbor)> = m.iter().collect();
+            let mut idx: Vec<&(Key, Cbor)> = m.iter().collect();
             idx.sort_by(|a, b| key_order(&a.0, &b.0));
             for (k, x) in idx {
                 text(out, k);
@@ -268,12 +269,18 @@ impl Reader<'_> {
             }
             5 => {
                 let n = self.len(ai)?;
-                let mut v: Vec<(String, Cbor)> = Vec::with_capacity(n.min(self.remaining() / 2));
+                let mut v: Vec<(Key, Cbor)> = Vec::with_capacity(n.min(self.remaining() / 2));
                 for _ in 0..n {
-                    let k = match self.item(depth.saturating_add(1))? {
-                        Cbor::Text(k) => k,
-                        _ => return Err(bad("map key is not text")),
-                    };
+                    // keys are read in place and interned: no allocation for the
+                    // reference's vocabulary
+                    let kb = self.byte()?;
+                    if kb >> 5 != 3 {
+                        return Err(bad("map key is not text"));
+                    }
+                    let kn = self.len(kb & 0x1f)?;
+                    let k =
+                        std::str::from_utf8(self.take(kn)?).map_err(|_| bad("invalid utf-8"))?;
+                    let k = intern(k);
                     if v.iter().any(|(x, _)| *x == k) {
                         return Err(bad("duplicate map key"));
                     }
@@ -368,7 +375,7 @@ mod tests {
         let back = decode(&out).unwrap();
         // keys come back in canonical order
         let Cbor::Map(m) = back else { panic!() };
-        let keys: Vec<_> = m.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = m.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["a", "c", "bb"]);
     }
 

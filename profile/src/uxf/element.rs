@@ -204,6 +204,14 @@ pub fn key(s: String) -> Key {
     }
 }
 
+/// [`key`] for a borrowed string (allocates only outside the vocabulary).
+pub(crate) fn intern(s: &str) -> Key {
+    match VOCABULARY.iter().find(|v| **v == s) {
+        Some(v) => Key::Borrowed(v),
+        None => Key::Owned(s.to_owned()),
+    }
+}
+
 /// An element header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -462,7 +470,7 @@ impl Element {
                 }
                 other => Value::from_cbor_owned(other),
             };
-            content.push((key(k), val));
+            content.push((k, val));
         }
         let mut children = Vec::with_capacity(children_raw.len());
         for (k, v) in children_raw {
@@ -486,7 +494,7 @@ impl Element {
                 }
                 _ => return Err(err!(SerializationError, "child {k} is not a link")),
             };
-            children.push((key(k), c));
+            children.push((k, c));
         }
         Ok(Self {
             header,

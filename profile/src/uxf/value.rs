@@ -90,7 +90,7 @@ impl Value {
             Cbor::Array(a) => Self::Array(a.iter().map(Self::from_cbor).collect()),
             Cbor::Map(m) => Self::Map(
                 m.iter()
-                    .map(|(k, v)| (k.clone(), Self::from_cbor(v)))
+                    .map(|(k, v)| (k.to_string(), Self::from_cbor(v)))
                     .collect(),
             ),
             Cbor::Link(cid) => {
@@ -112,7 +112,7 @@ impl Value {
             Cbor::Array(a) => Self::Array(a.into_iter().map(Self::from_cbor_owned).collect()),
             Cbor::Map(m) => Self::Map(
                 m.into_iter()
-                    .map(|(k, v)| (k, Self::from_cbor_owned(v)))
+                    .map(|(k, v)| (k.into_owned(), Self::from_cbor_owned(v)))
                     .collect(),
             ),
             other => Self::from_cbor(&other),
