@@ -33,7 +33,7 @@ fn entry(k: &str, v: Value) -> (String, Value) {
 /// A content value as JSON output: bytes as hex text, missing as absent.
 fn out(el: &Element, key: &str) -> Option<Value> {
     el.get(key).map(|v| match v {
-        Value::Bytes(b) => Value::Text(hex::encode(b)),
+        Value::Bytes(b) => Value::Text(super::element::to_hex(b)),
         other => other.clone(),
     })
 }

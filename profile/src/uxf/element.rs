@@ -464,7 +464,7 @@ impl Element {
         for (k, v) in content_raw {
             let val = match v {
                 Cbor::Bytes(b) if ty.is_byte_field(&k) || k == "reason" => Value::Bytes(b),
-                Cbor::Bytes(b) => Value::Text(hex::encode(b)),
+                Cbor::Bytes(b) => Value::Text(to_hex(&b)),
                 Cbor::Array(items) if ty == ElementType::TransactionData && k == "nametagRefs" => {
                     Value::Array(items.into_iter().map(Value::from_cbor_owned).collect())
                 }
@@ -564,14 +564,36 @@ fn write_hex(out: &mut Vec<u8>, s: &str) -> Result<()> {
     Ok(())
 }
 
+/// Hex digit values; 0xff marks a non-hex character.
+static HEX_VALUE: [u8; 256] = hex_table();
+
+#[expect(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "compile-time table: i < 256 and digit offsets < 16"
+)]
+const fn hex_table() -> [u8; 256] {
+    let mut t = [0xffu8; 256];
+    let mut i = 0usize;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => 0xff,
+        };
+        i += 1;
+    }
+    t
+}
+
 /// One hex digit's value.
 pub(crate) fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c.wrapping_sub(b'0')),
-        b'a'..=b'f' => Some(c.wrapping_sub(b'a').wrapping_add(10)),
-        b'A'..=b'F' => Some(c.wrapping_sub(b'A').wrapping_add(10)),
-        _ => None,
-    }
+    HEX_VALUE
+        .get(usize::from(c))
+        .copied()
+        .filter(|v| *v != 0xff)
 }
 
 /// Decodes hex of either case (`INVALID_HASH` on odd length or a non-hex character).
@@ -581,16 +603,36 @@ pub(crate) fn decode_hex(s: &str) -> Result<Vec<u8>> {
         return Err(err!(InvalidHash, "odd-length hex string"));
     }
     let mut out = Vec::with_capacity(b.len() / 2);
+    let mut bad = 0u8;
     for pair in b.chunks_exact(2) {
-        let (Some(hi), Some(lo)) = (
-            pair.first().and_then(|c| nibble(*c)),
-            pair.get(1).and_then(|c| nibble(*c)),
-        ) else {
-            return Err(err!(InvalidHash, "invalid hex string"));
-        };
-        out.push((hi << 4) | lo);
+        if let [h, l] = pair {
+            let (hi, lo) = (
+                HEX_VALUE.get(usize::from(*h)).copied().unwrap_or(0xff),
+                HEX_VALUE.get(usize::from(*l)).copied().unwrap_or(0xff),
+            );
+            bad |= (hi | lo) & 0xf0;
+            out.push((hi << 4) | (lo & 0x0f));
+        }
+    }
+    if bad != 0 {
+        return Err(err!(InvalidHash, "invalid hex string"));
     }
     Ok(out)
+}
+
+/// Lowercase hex (table-driven; `hex::encode` goes through a char iterator).
+pub(crate) fn to_hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len().saturating_mul(2));
+    for x in b {
+        s.push(char::from(
+            *DIGITS.get(usize::from(x >> 4)).unwrap_or(&b'0'),
+        ));
+        s.push(char::from(
+            *DIGITS.get(usize::from(x & 0x0f)).unwrap_or(&b'0'),
+        ));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ impl ContentHash {
 
     /// 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        super::element::to_hex(&self.0)
     }
 
     /// The 36 CID bytes.

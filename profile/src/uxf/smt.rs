@@ -88,7 +88,7 @@ pub(crate) fn blob_to_json(blob: &[u8]) -> Result<Value> {
             return Err(bad());
         };
         let data = match data {
-            Cbor::Bytes(d) => Value::Text(hex::encode(d)),
+            Cbor::Bytes(d) => Value::Text(super::element::to_hex(d)),
             Cbor::Null => Value::Null,
             _ => return Err(bad()),
         };
@@ -98,7 +98,7 @@ pub(crate) fn blob_to_json(blob: &[u8]) -> Result<Value> {
         ]));
     }
     Ok(Value::Map(vec![
-        ("root".to_owned(), Value::Text(hex::encode(root))),
+        ("root".to_owned(), Value::Text(super::element::to_hex(root))),
         ("steps".to_owned(), Value::Array(out)),
     ]))
 }

@@ -167,7 +167,7 @@ impl Value {
     pub fn hex_str(&self) -> Option<std::borrow::Cow<'_, str>> {
         match self {
             Self::Text(s) => Some(std::borrow::Cow::Borrowed(s)),
-            Self::Bytes(b) => Some(std::borrow::Cow::Owned(hex::encode(b))),
+            Self::Bytes(b) => Some(std::borrow::Cow::Owned(super::element::to_hex(b))),
             _ => None,
         }
     }
@@ -189,7 +189,7 @@ impl Serialize for Value {
             },
             Self::Float(f) => s.serialize_f64(*f),
             Self::Text(t) => s.serialize_str(t),
-            Self::Bytes(b) => s.serialize_str(&hex::encode(b)),
+            Self::Bytes(b) => s.serialize_str(&super::element::to_hex(b)),
             Self::Array(a) => {
                 let mut seq = s.serialize_seq(Some(a.len()))?;
                 for v in a {
