@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as J, json};
 use sha2::{Digest, Sha256};
-use sphere_profile::uxf::UxfPackage;
+use sphere_profile::uxf::{Element, UxfPackage};
 
 struct Rng(u64);
 
@@ -212,6 +212,37 @@ fn main() {
         let (t_verify, _) = time(reps, || {
             imported.iter().filter(|p| p.verify().valid).count()
         });
+        let blocks: Vec<Vec<u8>> = bundles
+            .iter()
+            .flat_map(|b| {
+                b.car_blocks()
+                    .expect("blocks")
+                    .into_iter()
+                    .skip(2)
+                    .map(|(_, b)| b)
+            })
+            .collect();
+        let (t_decode, _) = time(reps, || {
+            blocks
+                .iter()
+                .map(|b| Element::from_block(b).expect("decode"))
+                .collect::<Vec<_>>()
+                .len()
+        });
+        let (t_reader, _) = time(reps, || {
+            cars.iter()
+                .map(|car| {
+                    futures::executor::block_on(async {
+                        let mut r = iroh_car::CarReader::new(car.as_slice()).await.expect("car");
+                        let mut n = 0usize;
+                        while let Some(b) = r.next_block().await.expect("block") {
+                            n += b.1.len();
+                        }
+                        n
+                    })
+                })
+                .sum::<usize>()
+        });
         let car = cars
             .iter()
             .max_by_key(|c| c.len())
@@ -254,6 +285,8 @@ fn main() {
              from_car + verify               {:>10.1} MB/s      ({:.2}x SHA-256, {:.1} ms)\n\
                of which from_car             {:>10.1} MB/s\n\
                of which verify               {:>10.1} MB/s\n\
+               iroh-car block walk alone     {:>10.1} MB/s\n\
+               element decode alone          {:>10.1} MB/s\n\
              peak memory of from_car+verify  {:>10.2}x CAR size (largest bundle: growth {:.2} MiB over a {:.2} MiB CAR)\n",
             per_s(t_parse),
             per_s(t_ingest),
@@ -268,6 +301,8 @@ fn main() {
             t_import.as_secs_f64() * 1e3,
             mb_s(t_from_car),
             mb_s(t_verify),
+            mb_s(t_reader),
+            mb_s(t_decode),
             (peak - before) / car_len,
             (peak - before) / 1048576.0,
             car_len / 1048576.0,

@@ -154,7 +154,8 @@ pub fn decode(data: &[u8]) -> Result<Cbor> {
     Ok(v)
 }
 
-struct Reader<'a> {
+/// A strict reader over one buffer; [`decode`] and the element decoder share it.
+pub(crate) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
 }
@@ -163,12 +164,89 @@ fn bad(msg: &str) -> UxfError {
     err!(SerializationError, "invalid dag-cbor: {msg}")
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Self { data, pos: 0 }
+    }
+
+    /// The next byte, not consumed.
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
+    }
+
+    /// Fails unless every byte was read.
+    pub(crate) fn finish(&self) -> Result<()> {
+        if self.pos == self.data.len() {
+            Ok(())
+        } else {
+            Err(err!(SerializationError, "trailing bytes after cbor item"))
+        }
+    }
+
+    /// A map head: its entry count.
+    pub(crate) fn map_len(&mut self) -> Result<usize> {
+        let ib = self.byte()?;
+        if ib >> 5 != 5 {
+            return Err(bad("expected a map"));
+        }
+        self.len(ib & 0x1f)
+    }
+
+    /// An array head: its item count.
+    pub(crate) fn array_len(&mut self) -> Result<usize> {
+        let ib = self.byte()?;
+        if ib >> 5 != 4 {
+            return Err(bad("expected an array"));
+        }
+        self.len(ib & 0x1f)
+    }
+
+    /// A text map key, interned.
+    pub(crate) fn key(&mut self) -> Result<Key> {
+        let kb = self.byte()?;
+        if kb >> 5 != 3 {
+            return Err(bad("map key is not text"));
+        }
+        let kn = self.len(kb & 0x1f)?;
+        let k = std::str::from_utf8(self.take(kn)?).map_err(|_| bad("invalid utf-8"))?;
+        Ok(intern(k))
+    }
+
+    /// A tag-42 link; returns the CID bytes after the `00` prefix, borrowed.
+    pub(crate) fn link(&mut self) -> Result<&'a [u8]> {
+        if self.byte()? != 0xd8 || self.byte()? != 42 {
+            return Err(bad("expected a tag-42 link"));
+        }
+        let ib = self.byte()?;
+        if ib >> 5 != 2 {
+            return Err(bad("tag 42 over a non-byte-string"));
+        }
+        let n = self.len(ib & 0x1f)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| bad("length overflow"))?;
+        let s = self
+            .data
+            .get(self.pos..end)
+            .ok_or_else(|| bad("unexpected end of input"))?;
+        self.pos = end;
+        match s.split_first() {
+            Some((0, rest)) => Ok(rest),
+            _ => Err(bad("tag 42 without 00 prefix")),
+        }
+    }
+
+    /// Any item.
+    pub(crate) fn any(&mut self) -> Result<Cbor> {
+        self.item(1)
+    }
+
     fn remaining(&self) -> usize {
         self.data.len().saturating_sub(self.pos)
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos
             .checked_add(n)

@@ -439,62 +439,118 @@ impl Element {
     /// fields and of `reason` stay bytes, other top-level byte strings become hex text
     /// as in the reference. Does not check the hash (the caller compares it with the CID).
     pub fn from_block(data: &[u8]) -> Result<Self> {
-        let Cbor::Map(mut top) = cbor::decode(data)? else {
-            return Err(err!(SerializationError, "element block is not a map"));
-        };
-        let mut field = |name: &str| {
-            top.iter()
-                .position(|(k, _)| k == name)
-                .map(|i| top.swap_remove(i).1)
-                .ok_or_else(|| err!(SerializationError, "element block lacks {name}"))
-        };
-        let ty = match field("type")? {
-            Cbor::Uint(id) => ElementType::from_id(id)
-                .ok_or_else(|| err!(SerializationError, "unknown element type id {id}"))?,
-            _ => return Err(err!(SerializationError, "element type is not an integer")),
-        };
-        let header = decode_header(&field("header")?)?;
-        let Cbor::Map(content_raw) = field("content")? else {
-            return Err(err!(SerializationError, "element content is not a map"));
-        };
-        let Cbor::Map(children_raw) = field("children")? else {
-            return Err(err!(SerializationError, "element children is not a map"));
-        };
-        let mut content = Vec::with_capacity(content_raw.len());
-        for (k, v) in content_raw {
-            let val = match v {
-                Cbor::Bytes(b) if ty.is_byte_field(&k) || k == "reason" => Value::Bytes(b),
-                Cbor::Bytes(b) => Value::Text(to_hex(&b)),
-                Cbor::Array(items) if ty == ElementType::TransactionData && k == "nametagRefs" => {
-                    Value::Array(items.into_iter().map(Value::from_cbor_owned).collect())
+        // Read straight from the bytes (no intermediate CBOR tree): the strictness rules
+        // are the reader's, and links become hashes without an allocation.
+        let mut r = cbor::Reader::new(data);
+        let n = r
+            .map_len()
+            .map_err(|_| err!(SerializationError, "element block is not a map"))?;
+        let (mut ty, mut header, mut content, mut children) = (None, None, None, None);
+        let mut seen: Vec<Key> = Vec::with_capacity(4);
+        for _ in 0..n {
+            let k = r.key()?;
+            if seen.contains(&k) {
+                return Err(err!(
+                    SerializationError,
+                    "invalid dag-cbor: duplicate map key"
+                ));
+            }
+            match k.as_ref() {
+                "type" => {
+                    ty = Some(match r.any()? {
+                        Cbor::Uint(id) => ElementType::from_id(id).ok_or_else(|| {
+                            err!(SerializationError, "unknown element type id {id}")
+                        })?,
+                        _ => {
+                            return Err(err!(SerializationError, "element type is not an integer"));
+                        }
+                    });
                 }
-                other => Value::from_cbor_owned(other),
-            };
-            content.push((k, val));
+                "header" => header = Some(decode_header(&r.any()?)?),
+                "content" => {
+                    let m = r
+                        .map_len()
+                        .map_err(|_| err!(SerializationError, "element content is not a map"))?;
+                    let mut c: Vec<(Key, Value)> = Vec::with_capacity(m.min(16));
+                    for _ in 0..m {
+                        let ck = r.key()?;
+                        if c.iter().any(|(x, _)| *x == ck) {
+                            return Err(err!(
+                                SerializationError,
+                                "invalid dag-cbor: duplicate map key"
+                            ));
+                        }
+                        c.push((ck, Value::from_cbor_owned(r.any()?)));
+                    }
+                    content = Some(c);
+                }
+                "children" => {
+                    let m = r
+                        .map_len()
+                        .map_err(|_| err!(SerializationError, "element children is not a map"))?;
+                    let mut c: Vec<(Key, Child)> = Vec::with_capacity(m.min(8));
+                    for _ in 0..m {
+                        let role = r.key()?;
+                        if c.iter().any(|(x, _)| *x == role) {
+                            return Err(err!(
+                                SerializationError,
+                                "invalid dag-cbor: duplicate map key"
+                            ));
+                        }
+                        let child = match r.peek() {
+                            Some(0xf6) => {
+                                r.any()?;
+                                Child::Null
+                            }
+                            Some(0xd8) => Child::Link(ContentHash::from_cid_bytes(r.link()?)?),
+                            Some(b) if b >> 5 == 4 => {
+                                let k = r.array_len()?;
+                                let mut v = Vec::with_capacity(k.min(64));
+                                for _ in 0..k {
+                                    if r.peek() != Some(0xd8) {
+                                        return Err(err!(
+                                            SerializationError,
+                                            "child array item is not a link"
+                                        ));
+                                    }
+                                    v.push(ContentHash::from_cid_bytes(r.link()?)?);
+                                }
+                                Child::Links(v)
+                            }
+                            Some(b) if b >> 5 == 2 => {
+                                return Err(err!(
+                                    SerializationError,
+                                    "child {role} is a raw byte string: legacy pre-#435 encoding is not supported"
+                                ));
+                            }
+                            _ => {
+                                return Err(err!(SerializationError, "child {role} is not a link"));
+                            }
+                        };
+                        c.push((role, child));
+                    }
+                    children = Some(c);
+                }
+                _ => {
+                    r.any()?;
+                }
+            }
+            seen.push(k);
         }
-        let mut children = Vec::with_capacity(children_raw.len());
-        for (k, v) in children_raw {
-            let c = match v {
-                Cbor::Null => Child::Null,
-                Cbor::Link(cid) => Child::Link(ContentHash::from_cid_bytes(&cid)?),
-                Cbor::Array(items) => Child::Links(
-                    items
-                        .iter()
-                        .map(|i| match i {
-                            Cbor::Link(cid) => ContentHash::from_cid_bytes(cid),
-                            _ => Err(err!(SerializationError, "child array item is not a link")),
-                        })
-                        .collect::<Result<_>>()?,
-                ),
-                Cbor::Bytes(_) => {
-                    return Err(err!(
-                        SerializationError,
-                        "child {k} is a raw byte string: legacy pre-#435 encoding is not supported"
-                    ));
-                }
-                _ => return Err(err!(SerializationError, "child {k} is not a link")),
-            };
-            children.push((k, c));
+        r.finish()?;
+        let missing = |name: &str| err!(SerializationError, "element block lacks {name}");
+        let ty = ty.ok_or_else(|| missing("type"))?;
+        let header = header.ok_or_else(|| missing("header"))?;
+        let mut content = content.ok_or_else(|| missing("content"))?;
+        let children = children.ok_or_else(|| missing("children"))?;
+        // as the reference: top-level byte strings other than byte fields and `reason`
+        // come back as hex text (and then fail the hash check)
+        for (k, v) in &mut content {
+            if let Value::Bytes(b) = v
+                && !(ty.is_byte_field(k) || k == "reason")
+            {
+                *v = Value::Text(to_hex(b));
+            }
         }
         Ok(Self {
             header,
