@@ -446,10 +446,11 @@ impl Element {
             .map_len()
             .map_err(|_| err!(SerializationError, "element block is not a map"))?;
         let (mut ty, mut header, mut content, mut children) = (None, None, None, None);
-        let mut seen: Vec<Key> = Vec::with_capacity(4);
+        let mut seen: [Option<Key>; 4] = [None, None, None, None];
+        let mut extra: Vec<Key> = Vec::new();
         for _ in 0..n {
             let k = r.key()?;
-            if seen.contains(&k) {
+            if seen.iter().flatten().any(|x| *x == k) || extra.contains(&k) {
                 return Err(err!(
                     SerializationError,
                     "invalid dag-cbor: duplicate map key"
@@ -535,7 +536,10 @@ impl Element {
                     r.any()?;
                 }
             }
-            seen.push(k);
+            match seen.iter_mut().find(|x| x.is_none()) {
+                Some(slot) => *slot = Some(k),
+                None => extra.push(k),
+            }
         }
         r.finish()?;
         let missing = |name: &str| err!(SerializationError, "element block lacks {name}");
@@ -596,7 +600,7 @@ fn decode_header(c: &Cbor) -> Result<Header> {
     Ok(Header {
         representation: num(rep)?,
         semantics: num(sem)?,
-        kind: key(kind.clone()),
+        kind: intern(kind),
         predecessor,
     })
 }
