@@ -179,12 +179,13 @@ impl UxfPackage {
                 data.len()
             ));
         }
-        prescan(data)?;
+        let sections = prescan(data)?;
         // Blocks are decoded as they stream in, so raw block bytes never pile up next to
         // the pool (peak memory). Blocks that do not decode as elements are kept raw (the
         // envelope and manifest among them); their errors are reported after the
         // envelope and manifest checks, in the reference's order of checks.
-        let mut pool: Pool = Pool::default();
+        // sized once from the framing: no re-growth (and memmove) of the entry vector
+        let mut pool: Pool = Pool::with_capacity_and_hasher(sections, Default::default());
         let mut raw: Vec<(cid::Cid, Vec<u8>)> = Vec::new();
         let mut deferred: Vec<(cid::Cid, UxfError)> = Vec::new();
         let roots = futures::executor::block_on(async {
@@ -373,7 +374,7 @@ impl UxfPackage {
 /// and every section inside the input. iroh-car sizes its buffer from the varint alone
 /// (up to 4 MiB), so without this a 10-byte input would make it allocate and zero
 /// 4 MiB; with it, no allocation exceeds the input.
-fn prescan(data: &[u8]) -> Result<()> {
+fn prescan(data: &[u8]) -> Result<usize> {
     let mut pos = 0usize;
     let mut sections = 0usize;
     while pos < data.len() {
@@ -413,7 +414,7 @@ fn prescan(data: &[u8]) -> Result<()> {
     if sections == 0 {
         return Err(err!(SerializationError, "invalid CAR: empty input"));
     }
-    Ok(())
+    Ok(sections.saturating_sub(1))
 }
 
 #[expect(clippy::cast_precision_loss, reason = "JavaScript numbers are f64")]
