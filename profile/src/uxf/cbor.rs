@@ -154,6 +154,32 @@ pub fn decode(data: &[u8]) -> Result<Cbor> {
     Ok(v)
 }
 
+/// Duplicate-key detection that stays linear: a scan for small maps, a hash set once a
+/// map is large (a 64 KiB block can hold ~16 000 entries; a pairwise scan would be
+/// quadratic in attacker-controlled input).
+#[derive(Default)]
+pub(crate) struct DupCheck {
+    small: Vec<Key>,
+    large: Option<std::collections::HashSet<Key>>,
+}
+
+impl DupCheck {
+    /// Records `k`; false if it was already there.
+    pub(crate) fn insert(&mut self, k: &Key) -> bool {
+        if let Some(set) = &mut self.large {
+            return set.insert(k.clone());
+        }
+        if self.small.contains(k) {
+            return false;
+        }
+        self.small.push(k.clone());
+        if self.small.len() > 16 {
+            self.large = Some(self.small.drain(..).collect());
+        }
+        true
+    }
+}
+
 /// A strict reader over one buffer; [`decode`] and the element decoder share it.
 pub(crate) struct Reader<'a> {
     data: &'a [u8],
@@ -348,18 +374,12 @@ impl<'a> Reader<'a> {
             5 => {
                 let n = self.len(ai)?;
                 let mut v: Vec<(Key, Cbor)> = Vec::with_capacity(n.min(self.remaining() / 2));
+                let mut dup = DupCheck::default();
                 for _ in 0..n {
                     // keys are read in place and interned: no allocation for the
                     // reference's vocabulary
-                    let kb = self.byte()?;
-                    if kb >> 5 != 3 {
-                        return Err(bad("map key is not text"));
-                    }
-                    let kn = self.len(kb & 0x1f)?;
-                    let k =
-                        std::str::from_utf8(self.take(kn)?).map_err(|_| bad("invalid utf-8"))?;
-                    let k = intern(k);
-                    if v.iter().any(|(x, _)| *x == k) {
+                    let k = self.key()?;
+                    if !dup.insert(&k) {
                         return Err(bad("duplicate map key"));
                     }
                     let x = self.item(depth.saturating_add(1))?;
@@ -473,6 +493,26 @@ mod tests {
         ] {
             assert!(decode(bad).is_err(), "{bad:02x?}");
         }
+    }
+
+    #[test]
+    fn large_maps_decode_in_linear_time_and_duplicates_are_caught() {
+        let n = 16_000u64;
+        let mut out = Vec::new();
+        head(&mut out, 5, n);
+        for i in 0..n {
+            text(&mut out, &format!("k{i}"));
+            out.push(0xf6);
+        }
+        assert!(decode(&out).is_ok());
+        // same map with the last key repeating the first
+        let mut dup = Vec::new();
+        head(&mut dup, 5, n);
+        for i in 0..n {
+            text(&mut dup, &format!("k{}", if i == n - 1 { 0 } else { i }));
+            dup.push(0xf6);
+        }
+        assert!(decode(&dup).is_err());
     }
 
     #[test]

@@ -473,9 +473,10 @@ impl Element {
                         .map_len()
                         .map_err(|_| err!(SerializationError, "element content is not a map"))?;
                     let mut c: Vec<(Key, Value)> = Vec::with_capacity(m.min(16));
+                    let mut dup = cbor::DupCheck::default();
                     for _ in 0..m {
                         let ck = r.key()?;
-                        if c.iter().any(|(x, _)| *x == ck) {
+                        if !dup.insert(&ck) {
                             return Err(err!(
                                 SerializationError,
                                 "invalid dag-cbor: duplicate map key"
@@ -490,9 +491,10 @@ impl Element {
                         .map_len()
                         .map_err(|_| err!(SerializationError, "element children is not a map"))?;
                     let mut c: Vec<(Key, Child)> = Vec::with_capacity(m.min(8));
+                    let mut dup = cbor::DupCheck::default();
                     for _ in 0..m {
                         let role = r.key()?;
-                        if c.iter().any(|(x, _)| *x == role) {
+                        if !dup.insert(&role) {
                             return Err(err!(
                                 SerializationError,
                                 "invalid dag-cbor: duplicate map key"

@@ -417,3 +417,69 @@ fn parse_element(v: &Value) -> Result<Element> {
         children,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uxf::limits::MAX_CREATOR_LENGTH;
+
+    #[test]
+    fn limits_are_enforced_with_typed_errors() {
+        let ok = UxfPackage::new(1).with_creator("c".repeat(MAX_CREATOR_LENGTH));
+        UxfPackage::from_json(&ok.to_json().unwrap()).unwrap();
+        UxfPackage::from_car(&ok.to_car().unwrap()).unwrap();
+        let long = UxfPackage::new(1).with_creator("c".repeat(MAX_CREATOR_LENGTH + 1));
+        assert_eq!(
+            UxfPackage::from_json(&long.to_json().unwrap())
+                .unwrap_err()
+                .code(),
+            ErrorCode::LimitExceeded
+        );
+        assert_eq!(
+            UxfPackage::from_car(&long.to_car().unwrap())
+                .unwrap_err()
+                .code(),
+            ErrorCode::LimitExceeded
+        );
+        let long = UxfPackage::new(1).with_description("d".repeat(MAX_DESCRIPTION_LENGTH + 1));
+        assert_eq!(
+            UxfPackage::from_json(&long.to_json().unwrap())
+                .unwrap_err()
+                .code(),
+            ErrorCode::LimitExceeded
+        );
+        // MANIFEST_MAX_SIZE + 1 entries
+        let mut m = String::from("{");
+        for i in 0..=MANIFEST_MAX_SIZE {
+            if i > 0 {
+                m.push(',');
+            }
+            m.push_str(&format!("\"{i:064x}\":\"{:064x}\"", 0));
+        }
+        m.push('}');
+        let doc = format!(
+            "{{\"uxf\":\"1.0.0\",\"metadata\":{{\"version\":\"1.0.0\",\"createdAt\":1,\"updatedAt\":1}},\"manifest\":{m},\"elements\":{{}}}}"
+        );
+        assert_eq!(
+            UxfPackage::from_json(&doc).unwrap_err().code(),
+            ErrorCode::LimitExceeded
+        );
+        // wrong version and negative timestamps are refused
+        let bad = ok
+            .to_json()
+            .unwrap()
+            .replace("\"uxf\":\"1.0.0\"", "\"uxf\":\"2.0.0\"");
+        assert_eq!(
+            UxfPackage::from_json(&bad).unwrap_err().code(),
+            ErrorCode::SerializationError
+        );
+        let bad = ok
+            .to_json()
+            .unwrap()
+            .replace("\"createdAt\":1", "\"createdAt\":-1");
+        assert_eq!(
+            UxfPackage::from_json(&bad).unwrap_err().code(),
+            ErrorCode::SerializationError
+        );
+    }
+}

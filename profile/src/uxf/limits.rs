@@ -34,3 +34,6 @@ pub const MAX_HEADER_NUMBER: u64 = (1 << 53) - 1;
 /// Deepest nesting of CBOR arrays/maps the decoder accepts (bounds its recursion; the
 /// reference's data is at most ~10 deep, a split `reason` included).
 pub const MAX_CBOR_DEPTH: usize = 64;
+/// Longest SMT step path string accepted (bounds the quadratic base conversion; a
+/// 64 KiB block holds at most ~158 000 decimal digits anyway).
+pub const MAX_PATH_CHARS: usize = 160_000;

@@ -18,11 +18,8 @@
 use super::cbor::{self, Cbor};
 use super::element::decode_hex;
 use super::error::{Result, UxfError, err};
+use super::limits::MAX_PATH_CHARS;
 use super::value::Value;
-
-/// Longest path string accepted (bounds the quadratic base conversion; a 64 KiB block
-/// holds at most ~158 000 decimal digits anyway).
-pub(crate) const MAX_PATH_CHARS: usize = 160_000;
 
 fn invalid() -> UxfError {
     err!(SmtPath, "Invalid JSON structure.")

@@ -255,11 +255,17 @@ impl<'de> serde::Deserialize<'de> for Value {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
                 let mut v: Vec<(String, Value)> = Vec::new();
+                // key → position, so that a large object stays linear
+                let mut index: std::collections::HashMap<String, usize> =
+                    std::collections::HashMap::new();
                 while let Some((k, x)) = a.next_entry::<String, Value>()? {
                     // JSON.parse: a repeated key keeps its first position, last value
-                    match v.iter_mut().find(|(key, _)| *key == k) {
+                    match index.get(&k).and_then(|i| v.get_mut(*i)) {
                         Some(slot) => slot.1 = x,
-                        None => v.push((k, x)),
+                        None => {
+                            index.insert(k.clone(), v.len());
+                            v.push((k, x));
+                        }
                     }
                 }
                 Ok(Value::Map(v))
@@ -272,6 +278,18 @@ impl<'de> serde::Deserialize<'de> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_objects_keep_order_and_last_duplicate() {
+        let v: Value = serde_json::from_str(r#"{"b":1,"a":2,"b":3}"#).unwrap();
+        assert_eq!(
+            v,
+            Value::Map(vec![
+                ("b".into(), Value::UInt(3)),
+                ("a".into(), Value::UInt(2))
+            ])
+        );
+    }
 
     #[test]
     fn json_numbers_follow_javascript() {
