@@ -182,7 +182,12 @@ impl InstanceChains {
                 v
             };
             if overlapping.is_empty() {
+                let i = self.entries.len();
+                for (h, _) in &src.chain {
+                    self.index.insert(*h, i);
+                }
                 self.entries.push(src.clone());
+                continue;
             } else if let [i] = overlapping.as_slice() {
                 let Some(tgt) = self.entries.get(*i) else {
                     continue;

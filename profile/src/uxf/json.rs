@@ -251,7 +251,8 @@ impl UxfPackage {
             pool.insert(h, el);
         }
 
-        let mut entries = Vec::new();
+        let mut entries: Vec<ChainEntry> = Vec::new();
+        let mut heads = super::hash::HashSet::default();
         if let Some(Value::Map(ci)) = doc.get("instanceChainIndex") {
             for (_, e) in ci {
                 let head = e
@@ -278,7 +279,7 @@ impl UxfPackage {
                         Ok((h, kind))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                if !entries.iter().any(|x: &ChainEntry| x.head == head) {
+                if heads.insert(head) {
                     entries.push(ChainEntry { head, chain });
                 }
             }
