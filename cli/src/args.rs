@@ -75,6 +75,59 @@ pub(crate) enum Command {
     /// Prints `listening on http://ADDR` (or `{"listening": …}` with --json) once it
     /// accepts connections; stops cleanly on Ctrl-C or SIGTERM.
     Gateway(GatewayArgs),
+    /// UXF token bundles as a tool: pack token JSON into a CAR, unpack, verify, inspect.
+    #[command(subcommand)]
+    Uxf(UxfCommand),
+}
+
+/// `sphere-cli uxf …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum UxfCommand {
+    /// Pack token JSON files (each one token or an array of tokens) into a UXF CARv1 bundle.
+    Pack(UxfPackArgs),
+    /// Write every token of a bundle back as token JSON files (DIR/<tokenId>.json).
+    Unpack(UxfUnpackArgs),
+    /// Run every import check and verify(); exit 1 with the reason if anything fails.
+    Verify {
+        /// The bundle.
+        #[arg(value_name = "IN.car")]
+        input: PathBuf,
+    },
+    /// Show the envelope, manifest, element counts by type and dedup figures.
+    Inspect {
+        /// The bundle.
+        #[arg(value_name = "IN.car")]
+        input: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UxfPackArgs {
+    /// Token JSON files.
+    #[arg(required = true, value_name = "TOKEN.json")]
+    pub(crate) tokens: Vec<PathBuf>,
+    /// Output CAR file.
+    #[arg(short, long, value_name = "OUT.car")]
+    pub(crate) output: PathBuf,
+    /// Envelope createdAt and updatedAt, unix seconds [default: now]. Same value, same bytes.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) created_at: Option<u64>,
+    /// Envelope creator (hex, e.g. a public key).
+    #[arg(long, value_name = "HEX")]
+    pub(crate) creator: Option<String>,
+    /// Envelope description.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UxfUnpackArgs {
+    /// The bundle.
+    #[arg(value_name = "IN.car")]
+    pub(crate) input: PathBuf,
+    /// Directory to write the token JSON files into (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    pub(crate) output: PathBuf,
 }
 
 #[derive(Debug, Args)]

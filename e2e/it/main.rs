@@ -20,3 +20,5 @@ mod pointer_cli;
 mod pointer_sdk;
 /// Three device processes syncing, with a kill and restart.
 mod sync_cli;
+/// `sphere-cli uxf` against the golden vectors.
+mod uxf_cli;

@@ -21,5 +21,7 @@ mod pointer_golden;
 mod spec_vectors;
 /// Multi-device sync over TCP loopback, in one process.
 mod sync;
+/// UXF golden vectors through the library.
+mod uxf_golden;
 
 pub(crate) use shared::shared_dir;

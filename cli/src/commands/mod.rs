@@ -9,6 +9,7 @@ mod mnemonic;
 mod pointer;
 mod status;
 mod sync;
+mod uxf;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,7 @@ pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
         Command::Kv(args) => kv::run(&data_dir, args.command, printer),
         Command::Sync(args) => sync::run(&data_dir, &args, printer),
         Command::Gateway(args) => gateway::run(&data_dir, &args, printer),
+        Command::Uxf(cmd) => uxf::run(cmd, printer),
     }
 }
 

@@ -1,0 +1,39 @@
+//! Every limit UXF enforces, as documented constants (spec §8.6). The values are the
+//! reference's, so a bundle one implementation accepts the other accepts too.
+
+/// Largest CAR accepted by [`crate::uxf::UxfPackage::from_car`], in bytes (checked before parsing).
+pub const CAR_IMPORT_MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+/// Most blocks in an imported CAR, envelope and manifest included.
+pub const CAR_IMPORT_MAX_BLOCK_COUNT: usize = 10_000;
+/// Largest block body in an imported CAR, in bytes.
+pub const CAR_IMPORT_MAX_BLOCK_BYTES: usize = 64 * 1024;
+/// Largest `{content, children}` of an element as `verify` measures it (dag-cbor of the
+/// in-memory form, byte fields as hex text), in bytes.
+pub const VERIFY_MAX_ELEMENT_BYTES: usize = 64 * 1024;
+/// Most manifest entries in a JSON or CAR package.
+pub const MANIFEST_MAX_SIZE: usize = 100_000;
+/// Most elements in a JSON package.
+pub const ELEMENTS_MAX_SIZE: usize = 100_000;
+/// Longest envelope `creator`, in UTF-16 code units.
+pub const MAX_CREATOR_LENGTH: usize = 256;
+/// Longest envelope `description`, in UTF-16 code units.
+pub const MAX_DESCRIPTION_LENGTH: usize = 1024;
+/// Most elements `verify` accepts in a pool.
+pub const VERIFY_MAX_POOL_SIZE: usize = 1_000_000;
+/// Deepest path `verify` walks before reporting `CYCLE_DETECTED`.
+pub const VERIFY_MAX_DEPTH: usize = 4096;
+/// Longest `header.kind`, in UTF-16 code units.
+pub const MAX_KIND_LENGTH: usize = 64;
+/// Nametag nesting budget of deconstruct and assemble: at most this many token roots in
+/// one nesting chain.
+pub const MAX_NAMETAG_DEPTH: u32 = 100;
+/// Largest state index `assemble_at_state` accepts (2³² − 1).
+pub const MAX_STATE_INDEX: u64 = 4_294_967_295;
+/// Largest `header.representation` / `header.semantics` (2⁵³ − 1, a JS safe integer).
+pub const MAX_HEADER_NUMBER: u64 = (1 << 53) - 1;
+/// Deepest nesting of CBOR arrays/maps the decoder accepts (bounds its recursion; the
+/// reference's data is at most ~10 deep, a split `reason` included).
+pub const MAX_CBOR_DEPTH: usize = 64;
+/// Longest SMT step path string accepted (bounds the quadratic base conversion; a
+/// 64 KiB block holds at most ~158 000 decimal digits anyway).
+pub const MAX_PATH_CHARS: usize = 160_000;
