@@ -78,6 +78,39 @@ pub(crate) enum Command {
     /// UXF token bundles as a tool: pack token JSON into a CAR, unpack, verify, inspect.
     #[command(subcommand)]
     Uxf(UxfCommand),
+    /// Pin a CAR to IPFS gateways, or fetch one back with every block verified.
+    #[command(subcommand)]
+    Ipfs(IpfsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IpfsCommand {
+    /// Verify a CAR file, then pin it: Kubo `dag/import`, else block by block.
+    Pin {
+        /// The CAR file.
+        #[arg(value_name = "FILE.car")]
+        car: PathBuf,
+        #[command(flatten)]
+        gateways: IpfsGateways,
+    },
+    /// Fetch the DAG under CID as a CAR (trustless gateway, else `dag/export`, else
+    /// block by block), re-hashing every block; a gateway that lies is skipped.
+    Fetch {
+        /// The root CID.
+        cid: String,
+        /// Where to write the CAR.
+        #[arg(short, long, value_name = "OUT.car")]
+        output: PathBuf,
+        #[command(flatten)]
+        gateways: IpfsGateways,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IpfsGateways {
+    /// Gateway base URL, tried in the order given (repeatable), e.g. http://127.0.0.1:5001
+    #[arg(long = "gateway", required = true, value_name = "URL")]
+    pub(crate) gateway: Vec<String>,
 }
 
 /// `sphere-cli uxf …`

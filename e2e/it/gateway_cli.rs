@@ -241,3 +241,84 @@ fn kubo_rpc_client_round_trips_a_car_through_the_gateway() {
     assert!(fetched.failures.is_empty());
     gw.stop();
 }
+
+#[test]
+fn ipfs_pin_and_fetch_round_trip_through_the_cli_with_a_dead_gateway_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&dir.path().join("gw"));
+    let car = sample_car();
+    let car_path = dir.path().join("in.car");
+    std::fs::write(&car_path, car.encode()).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sphere-cli"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // A closed port first: the client fails over to the live gateway and says so.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let pin = cli(&[
+        "--json",
+        "ipfs",
+        "pin",
+        car_path.to_str().unwrap(),
+        "--gateway",
+        &dead,
+        "--gateway",
+        &gateway.url,
+    ]);
+    assert!(
+        pin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pin.stderr)
+    );
+    let pinned: serde_json::Value = serde_json::from_slice(&pin.stdout).unwrap();
+    assert_eq!(pinned["root"], car.root().to_string());
+    assert!(
+        String::from_utf8_lossy(&pin.stderr).contains(&dead),
+        "the failed gateway is reported"
+    );
+
+    let out = dir.path().join("out.car");
+    let fetch = cli(&[
+        "--json",
+        "ipfs",
+        "fetch",
+        &car.root().to_string(),
+        "-o",
+        out.to_str().unwrap(),
+        "--gateway",
+        &dead,
+        "--gateway",
+        &gateway.url,
+    ]);
+    assert!(
+        fetch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetch.stderr)
+    );
+    let fetched = Car::decode(&std::fs::read(&out).unwrap(), &CarLimits::default()).unwrap();
+    assert_eq!(fetched.root(), car.root());
+    assert_eq!(fetched.blocks().len(), car.blocks().len());
+
+    // Bad input is a user error, not a crash.
+    let bad = cli(&[
+        "ipfs",
+        "fetch",
+        "not-a-cid",
+        "-o",
+        out.to_str().unwrap(),
+        "--gateway",
+        &gateway.url,
+    ]);
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    gateway.stop();
+}

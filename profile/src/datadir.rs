@@ -32,6 +32,9 @@ pub const WALLET_FILE: &str = "wallet.json";
 pub const KEYS_FILE: &str = "keys.json";
 /// Lock file name.
 pub const LOCK_FILE: &str = "lock";
+/// Lock file of the aggregator pointer: publishing needs one writer per wallet, but
+/// not the Profile database, so it runs beside a sync node that holds [`LOCK_FILE`].
+pub const POINTER_LOCK_FILE: &str = "pointer.lock";
 /// The Profile database file name.
 pub const PROFILE_DB: &str = "profile.db";
 /// Version of `wallet.json` and `keys.json`.
@@ -278,7 +281,7 @@ impl DataDir {
             });
         }
         create_private_dir(path)?;
-        let lock = lock(path)?;
+        let lock = lock(path, LOCK_FILE)?;
         // Check again under the lock: another process may have won the race.
         if path.join(WALLET_FILE).exists() {
             return Err(DataDirError::AlreadyInitialized {
@@ -333,8 +336,15 @@ impl DataDir {
 
     /// Opens and locks the wallet in `path`.
     pub fn open(path: &Path) -> Result<Self, DataDirError> {
+        Self::open_with_lock(path, LOCK_FILE)
+    }
+
+    /// Opens the wallet in `path` holding the lock file `lock_file` instead of the
+    /// Profile's (e.g. [`POINTER_LOCK_FILE`]): for work that must be exclusive among
+    /// its own kind but does not touch the Profile database.
+    pub fn open_with_lock(path: &Path, lock_file: &str) -> Result<Self, DataDirError> {
         let info = Self::read_info(path)?;
-        let lock = lock(path)?;
+        let lock = lock(path, lock_file)?;
         Ok(Self {
             path: path.to_path_buf(),
             info,
@@ -440,9 +450,9 @@ fn create_private_dir(path: &Path) -> Result<(), DataDirError> {
     Ok(())
 }
 
-/// Takes the exclusive lock of `dir` and records our pid in it.
-fn lock(dir: &Path) -> Result<File, DataDirError> {
-    let path = dir.join(LOCK_FILE);
+/// Takes the exclusive lock `name` of `dir` and records our pid in it.
+fn lock(dir: &Path, name: &str) -> Result<File, DataDirError> {
+    let path = dir.join(name);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

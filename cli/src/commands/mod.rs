@@ -4,6 +4,7 @@
 mod aggregator;
 mod gateway;
 mod init;
+mod ipfs;
 mod kv;
 mod mnemonic;
 mod pointer;
@@ -37,6 +38,7 @@ pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
         Command::Kv(args) => kv::run(&data_dir, args.command, printer),
         Command::Sync(args) => sync::run(&data_dir, &args, printer),
         Command::Gateway(args) => gateway::run(&data_dir, &args, printer),
+        Command::Ipfs(cmd) => ipfs::run(&cmd, printer),
         Command::Uxf(cmd) => uxf::run(cmd, printer),
     }
 }

@@ -1,6 +1,7 @@
 //! `sphere-cli pointer publish|discover|inspect`: the wallet's aggregator pointer.
-//! Opens (and locks) the wallet data dir; the pointer's state lives in
-//! `<data dir>/pointer.db`.
+//! Holds the wallet's pointer lock (`<data dir>/pointer.lock`: one publisher per
+//! wallet across processes) but not the Profile's, so it runs beside `sphere-cli
+//! sync`; the pointer's state lives in `<data dir>/pointer.db`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -13,7 +14,7 @@ use sphere_pointer::derive::Side;
 use sphere_pointer::events::{EVENT_CHANNEL_CAP, PointerEvent};
 use sphere_pointer::state::{PointerState, STATE_FILE};
 use sphere_pointer::{Pointer, PointerConfig, PointerKeys, TrustBase};
-use sphere_profile::datadir::DataDir;
+use sphere_profile::datadir::{DataDir, POINTER_LOCK_FILE};
 use sphere_profile::keys::sha256;
 
 use crate::args::{PointerCommand, PointerInspectArgs, PointerNetArgs};
@@ -21,7 +22,7 @@ use crate::exit;
 use crate::output::Printer;
 
 pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> anyhow::Result<()> {
-    let dd = DataDir::open(data_dir)?;
+    let dd = DataDir::open_with_lock(data_dir, POINTER_LOCK_FILE)?;
     match cmd {
         PointerCommand::Inspect(args) => inspect(&dd, args, printer),
         PointerCommand::Publish(args) => {
