@@ -17,10 +17,7 @@ fn client(gateways: &IpfsGateways) -> anyhow::Result<IpfsClient> {
         .iter()
         .map(|g| GatewayUrl::parse(g).map_err(|e| user(format!("--gateway {g}: {e}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(
-        IpfsClient::new(GatewayConfig::default().with_gateways(urls))
-            .map_err(|e| user(e.to_string()))?,
-    )
+    IpfsClient::new(GatewayConfig::default().with_gateways(urls)).map_err(|e| user(e.to_string()))
 }
 
 pub(crate) fn run(cmd: &IpfsCommand, printer: &Printer) -> anyhow::Result<()> {
