@@ -360,6 +360,25 @@ mod tests {
     }
 
     #[test]
+    fn gossip_bytes_match_the_worked_example_in_formats_md() {
+        let g = Gossip::new(vec![vec![1, 2, 3]]);
+        assert_eq!(
+            hex::encode(g.encode()),
+            "a261760167656e74726965738143010203"
+        );
+        let r = CatchupResponse {
+            v: WIRE_VERSION,
+            more: false,
+            entries: vec![],
+        };
+        // canonical order: v, more, entries
+        assert_eq!(
+            hex::encode(r.encode()),
+            "a3617601646d6f7265f467656e747269657380"
+        );
+    }
+
+    #[test]
     fn bounds_are_enforced() {
         assert!(matches!(
             Gossip::decode(&Gossip::new(vec![]).encode()),
