@@ -82,6 +82,8 @@ impl Relay {
                     continue; // partitioned: drop the connection at once
                 }
                 let (b, mut cuts) = (b.clone(), cuts.clone());
+                // Only cuts after this connection was accepted end it.
+                cuts.mark_unchanged();
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
@@ -233,6 +235,13 @@ async fn partition_heal() {
 
     relay.partition();
     let mut events = node_b.events();
+    // Wait until B has seen the connection drop, so the heal is a real reconnect.
+    loop {
+        if node_b.status().await.unwrap().peers.is_empty() {
+            break;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(50), events.recv()).await;
+    }
     tokio::join!(write_entries(&a, "a", 100), write_entries(&b, "b", 100));
     relay.heal();
     // Measure from the moment the connection is up again.
@@ -314,6 +323,12 @@ async fn live_latency(writes: usize) {
 }
 
 fn main() {
+    if std::env::var_os("SPHERE_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("SPHERE_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
