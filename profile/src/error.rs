@@ -19,6 +19,27 @@ pub enum Error {
     /// The data dir could not be created, opened or locked.
     #[error(transparent)]
     DataDir(#[from] DataDirError),
+    /// A UXF package, element or CAR was refused.
+    #[error(transparent)]
+    Uxf(#[from] crate::uxf::UxfError),
+    /// The OpLog could not be opened.
+    #[error(transparent)]
+    OplogOpen(#[from] crate::oplog::OpenError),
+    /// An OpLog operation failed.
+    #[error(transparent)]
+    Oplog(#[from] crate::oplog::StoreError),
+    /// A CAR was refused.
+    #[error(transparent)]
+    Car(#[from] crate::ipfs::error::CarError),
+    /// Fetching from IPFS failed on every gateway.
+    #[error(transparent)]
+    Fetch(#[from] crate::ipfs::error::FetchError),
+    /// Pinning to IPFS failed on every gateway.
+    #[error(transparent)]
+    Pin(#[from] crate::ipfs::error::PinError),
+    /// The sync node failed.
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
 }
 
 /// `Result` with this crate's [`Error`].
