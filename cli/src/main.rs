@@ -9,6 +9,7 @@ mod commands;
 mod exit;
 mod output;
 mod prompt;
+mod signals;
 
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@ use sphere_pointer::server::{AggregatorConfig, AggregatorServer};
 
 use crate::args::AggregatorArgs;
 use crate::output::Printer;
+use crate::signals::Shutdown;
 
 pub(crate) fn run(dir: &Path, args: &AggregatorArgs, printer: &Printer) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -19,6 +20,7 @@ pub(crate) fn run(dir: &Path, args: &AggregatorArgs, printer: &Printer) -> anyho
         let server = AggregatorServer::start(dir, args.listen, config)
             .await
             .with_context(|| format!("cannot start the aggregator in {}", dir.display()))?;
+        let shutdown = Shutdown::install()?;
         let tb = server
             .trust_base_path()
             .map(|p| p.display().to_string())
@@ -28,23 +30,8 @@ pub(crate) fn run(dir: &Path, args: &AggregatorArgs, printer: &Printer) -> anyho
             &json!({"url": server.url(), "trust_base": tb, "data_dir": dir}),
         )?;
         printer.hint("serving; press Ctrl-C to stop");
-        wait_for_signal().await;
+        shutdown.wait().await;
         server.shutdown().await;
         anyhow::Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -13,6 +13,7 @@ use sphere_profile::ipfs::{BlockCache, CarLimits};
 use crate::args::GatewayArgs;
 use crate::exit::user;
 use crate::output::Printer;
+use crate::signals::Shutdown;
 
 pub(crate) fn run(data_dir: &Path, args: &GatewayArgs, printer: &Printer) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
@@ -32,6 +33,7 @@ pub(crate) fn run(data_dir: &Path, args: &GatewayArgs, printer: &Printer) -> any
             .map_err(|e| user(format!("cannot listen on {}: {e}", args.listen)))?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
+        let shutdown = Shutdown::install()?;
         printer.result(
             &format!("listening on {url}"),
             &json!({"listening": url, "data_dir": data_dir, "db": db}),
@@ -40,33 +42,10 @@ pub(crate) fn run(data_dir: &Path, args: &GatewayArgs, printer: &Printer) -> any
             "blocks in {}; Ctrl-C or SIGTERM stops the gateway",
             db.display()
         ));
-        server::serve(listener, store, CarLimits::default(), shutdown_signal())
+        server::serve(listener, store, CarLimits::default(), shutdown.wait())
             .await
             .context("gateway server failed")?;
         printer.hint("gateway stopped");
         anyhow::Ok(())
     })
-}
-
-/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

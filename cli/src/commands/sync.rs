@@ -15,6 +15,7 @@ use sphere_profile::sync::{Multiaddr, Node, SyncConfig, SyncEvent};
 use crate::args::SyncArgs;
 use crate::exit::user;
 use crate::output::Printer;
+use crate::signals::Shutdown;
 
 /// The peer book's file name in the data dir.
 const PEER_BOOK: &str = "peers.json";
@@ -66,6 +67,7 @@ async fn serve(
     socket: &Path,
     printer: &Printer,
 ) -> anyhow::Result<()> {
+    let shutdown = Shutdown::install()?;
     let (node, task) = Node::start(store.clone(), topic, identity, config).await?;
     let mut events = node.events();
     let server = control::serve(socket, store, node.clone())?;
@@ -79,12 +81,11 @@ async fn serve(
     printer
         .hint("syncing; Ctrl-C stops. Other commands on this data dir now go through this node.");
     let line = printer.status_line();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            () = &mut stop => break,
             event = events.recv() => match event {
                 Ok(event) => {
                     if printer.is_json() {
