@@ -1,12 +1,15 @@
 //! Instance chains (spec §10.4–10.5): newer instances of an element linked to older
 //! ones by `header.predecessor`, and the strategy that picks one when assembling.
 
+use std::sync::Arc;
+
 use super::hash::{HashMap, HashSet};
 
 use super::element::Pool;
 use super::element::{Element, validate_kind};
 use super::error::{ErrorCode, Result, err};
 use super::hash::ContentHash;
+use super::limits::MAX_HEADER_NUMBER;
 
 /// One chain: head (newest) first, tail (oldest, predecessor null) last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +20,7 @@ pub struct ChainEntry {
     pub chain: Vec<(ContentHash, String)>,
 }
 
-/// Which instance of a chained element to use.
+/// Which instance of a chained element to use (spec §10.4 `selectInstance`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Strategy {
@@ -26,11 +29,124 @@ pub enum Strategy {
     Latest,
     /// The tail (oldest).
     Original,
-    /// The first instance (head → tail) of this kind, else the head.
-    ByKind(String),
-    /// The first instance with this representation, else the head.
+    /// The first instance (head → tail) of this kind, else `fallback`, else the head.
+    ByKind {
+        /// The kind to look for.
+        kind: String,
+        /// Applied to the same chain when no instance has the kind.
+        fallback: Option<Box<Strategy>>,
+    },
+    /// The first instance with this representation, else the head (no fallback, as in
+    /// the reference).
     ByRepresentation(u64),
+    /// The first instance (head → tail) the predicate accepts, else `fallback`, else the
+    /// head.
+    Custom {
+        /// The test applied to each instance.
+        predicate: InstancePredicate,
+        /// Applied to the same chain when no instance matches.
+        fallback: Option<Box<Strategy>>,
+    },
 }
+
+impl Strategy {
+    /// [`Strategy::ByKind`] without a fallback.
+    pub fn by_kind(kind: impl Into<String>) -> Self {
+        Self::ByKind {
+            kind: kind.into(),
+            fallback: None,
+        }
+    }
+
+    /// [`Strategy::Custom`] without a fallback.
+    pub fn custom(predicate: impl Fn(&Element) -> bool + Send + Sync + 'static) -> Self {
+        Self::Custom {
+            predicate: InstancePredicate::new(predicate),
+            fallback: None,
+        }
+    }
+
+    /// The same strategy with `fallback` used when it selects nothing; only
+    /// [`Strategy::ByKind`] and [`Strategy::Custom`] have a fallback, the others are
+    /// returned unchanged.
+    pub fn or_else(self, fallback: Strategy) -> Self {
+        match self {
+            Self::ByKind { kind, .. } => Self::ByKind {
+                kind,
+                fallback: Some(Box::new(fallback)),
+            },
+            Self::Custom { predicate, .. } => Self::Custom {
+                predicate,
+                fallback: Some(Box::new(fallback)),
+            },
+            other => other,
+        }
+    }
+
+    /// The member of `e` this strategy picks. Fallbacks nest, so the loop follows them
+    /// instead of recursing.
+    fn select(&self, e: &ChainEntry, pool: &Pool) -> ContentHash {
+        let mut strategy = self;
+        loop {
+            let (pick, fallback) = match strategy {
+                Self::Latest => (Some(e.head), None),
+                Self::Original => (e.chain.last().map(|(h, _)| *h), None),
+                Self::ByKind { kind, fallback } => (
+                    e.chain.iter().find(|(_, k)| k == kind).map(|(h, _)| *h),
+                    fallback.as_deref(),
+                ),
+                Self::ByRepresentation(r) => (
+                    e.chain
+                        .iter()
+                        .find(|(h, _)| pool.get(h).is_some_and(|el| el.header.representation == *r))
+                        .map(|(h, _)| *h),
+                    None,
+                ),
+                Self::Custom {
+                    predicate,
+                    fallback,
+                } => (
+                    e.chain
+                        .iter()
+                        .find(|(h, _)| pool.get(h).is_some_and(|el| (predicate.0)(el)))
+                        .map(|(h, _)| *h),
+                    fallback.as_deref(),
+                ),
+            };
+            match (pick, fallback) {
+                (Some(h), _) => return h,
+                (None, Some(f)) => strategy = f,
+                (None, None) => return e.head,
+            }
+        }
+    }
+}
+
+/// The caller's test for [`Strategy::Custom`]. Two predicates are equal only when they
+/// are the same closure (the same `Arc`).
+#[derive(Clone)]
+pub struct InstancePredicate(Arc<dyn Fn(&Element) -> bool + Send + Sync>);
+
+impl InstancePredicate {
+    /// Wraps a closure.
+    pub fn new(f: impl Fn(&Element) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for InstancePredicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstancePredicate(..)")
+    }
+}
+
+impl PartialEq for InstancePredicate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for InstancePredicate {}
 
 /// The chain index: every member hash of a chain of length > 1 → its chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,18 +193,7 @@ impl InstanceChains {
 
     /// The hash the strategy selects for `h` (itself when not chained).
     pub fn resolve(&self, h: &ContentHash, strategy: &Strategy, pool: &Pool) -> ContentHash {
-        let Some(e) = self.get(h) else { return *h };
-        let pick = match strategy {
-            Strategy::Latest => None,
-            Strategy::Original => e.chain.last().map(|(h, _)| *h),
-            Strategy::ByKind(k) => e.chain.iter().find(|(_, kind)| kind == k).map(|(h, _)| *h),
-            Strategy::ByRepresentation(r) => e
-                .chain
-                .iter()
-                .find(|(h, _)| pool.get(h).is_some_and(|el| el.header.representation == *r))
-                .map(|(h, _)| *h),
-        };
-        pick.unwrap_or(e.head)
+        self.get(h).map_or(*h, |e| strategy.select(e, pool))
     }
 
     /// Adds `new` as the newest instance of the chain `original` belongs to (§10.4).
@@ -225,6 +330,89 @@ impl InstanceChains {
         }
     }
 
+    /// Rebuilds chains by walking forward from their tails — the reference's second
+    /// algorithm (`rebuildInstanceChainIndex`, spec §10.5), which its CAR import does
+    /// not use; [`Self::rebuild_from_predecessors`] is the import's.
+    ///
+    /// A tail is an element without predecessor that some element names as its
+    /// predecessor. From it the walk follows successors while each one has the same type
+    /// and no lower semantics or representation version than the element before it
+    /// (a refused successor ends the walk, it is no error). Where an element has several
+    /// successors, each starts its own branch: every branch becomes a chain that repeats
+    /// the shared prefix, and a shared member is indexed to the branch walked last, as in
+    /// the reference. Two further reference behaviours are kept and named in tests: a tail
+    /// whose only successor is refused stays a chain of one member, and elements whose
+    /// predecessor chain never reaches a tail (a cycle) are not indexed at all.
+    pub fn rebuild_from_tails(pool: &Pool) -> Self {
+        let mut successors: HashMap<Vec<ContentHash>> = HashMap::default();
+        for (h, el) in pool {
+            if let Some(p) = el.header.predecessor {
+                successors.entry(p).or_default().push(*h);
+            }
+        }
+        let mut entries = Vec::new();
+        for (tail, tail_el) in pool {
+            if tail_el.header.predecessor.is_some() || !successors.contains_key(tail) {
+                continue;
+            }
+            let mut visited = HashSet::default();
+            // Branches still to walk: (first member, the member it extends, the chain up
+            // to that member). An explicit stack, popped in the reference's depth-first
+            // order; a branch's checks run when it is popped, so `visited` holds what the
+            // branches before it walked.
+            type Branch = (ContentHash, Option<ContentHash>, Vec<(ContentHash, String)>);
+            let mut stack: Vec<Branch> = vec![(*tail, None, Vec::new())];
+            while let Some((start, parent, mut chain)) = stack.pop() {
+                let Some(start_el) = pool.get(&start) else {
+                    continue;
+                };
+                if let Some(p) = parent {
+                    let extends_parent = pool.get(&p).is_some_and(|pe| extends(pe, start_el));
+                    if visited.contains(&start) || !extends_parent {
+                        continue;
+                    }
+                }
+                visited.insert(start);
+                chain.push((start, start_el.header.kind.to_string()));
+                let mut cur = start;
+                let mut branched = false;
+                while let Some(succs) = successors.get(&cur) {
+                    match succs.as_slice() {
+                        [next] => {
+                            let Some(next_el) = pool.get(next) else { break };
+                            let extends_cur = pool.get(&cur).is_some_and(|ce| extends(ce, next_el));
+                            if visited.contains(next) || !extends_cur {
+                                break;
+                            }
+                            visited.insert(*next);
+                            chain.push((*next, next_el.header.kind.to_string()));
+                            cur = *next;
+                        }
+                        many => {
+                            for next in many.iter().rev() {
+                                stack.push((*next, Some(cur), chain.clone()));
+                            }
+                            branched = true;
+                            break;
+                        }
+                    }
+                }
+                if !branched {
+                    chain.reverse();
+                    if let Some((head, _)) = chain.first() {
+                        entries.push(ChainEntry { head: *head, chain });
+                    }
+                }
+            }
+        }
+        let mut c = Self {
+            entries,
+            index: HashMap::default(),
+        };
+        c.reindex();
+        c
+    }
+
     /// Rebuilds chains from predecessor links, as CAR import does (§10.5): heads are
     /// elements with a predecessor that are nobody's predecessor.
     pub fn rebuild_from_predecessors(pool: &Pool) -> Result<Self> {
@@ -252,5 +440,153 @@ impl InstanceChains {
         let mut c = Self::default();
         c.set(entries);
         Ok(c)
+    }
+}
+
+/// `next` may follow `prev` in a chain: same type, versions valid and not decreasing.
+fn extends(prev: &Element, next: &Element) -> bool {
+    let valid = |v: u64| v <= MAX_HEADER_NUMBER;
+    next.ty == prev.ty
+        && [prev, next]
+            .iter()
+            .all(|e| valid(e.header.semantics) && valid(e.header.representation))
+        && next.header.semantics >= prev.header.semantics
+        && next.header.representation >= prev.header.representation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uxf::element::ElementType;
+    use crate::uxf::value::Value;
+
+    fn el(n: u64, ty: ElementType, kind: &str, repr: u64, pred: Option<ContentHash>) -> Element {
+        let mut e = Element::new(ty, vec![("n".into(), Value::UInt(n))], vec![]);
+        e.header.kind = kind.to_owned().into();
+        e.header.representation = repr;
+        e.header.predecessor = pred;
+        e
+    }
+
+    fn put(pool: &mut Pool, e: Element) -> ContentHash {
+        let h = e.hash().unwrap();
+        pool.insert(h, e);
+        h
+    }
+
+    fn members(c: &InstanceChains) -> Vec<Vec<ContentHash>> {
+        c.entries()
+            .iter()
+            .map(|e| e.chain.iter().map(|(h, _)| *h).collect())
+            .collect()
+    }
+
+    const A: ElementType = ElementType::Authenticator;
+
+    /// tail (default, r1) ← mid (consolidated-proof, r1) ← head (zk-proof, r2)
+    fn line() -> (Pool, [ContentHash; 3]) {
+        let mut pool = Pool::default();
+        let t = put(&mut pool, el(1, A, "default", 1, None));
+        let m = put(&mut pool, el(2, A, "consolidated-proof", 1, Some(t)));
+        let h = put(&mut pool, el(3, A, "zk-proof", 2, Some(m)));
+        (pool, [t, m, h])
+    }
+
+    #[test]
+    fn strategies_select_with_fallbacks() {
+        let (pool, [t, m, h]) = line();
+        let chains = InstanceChains::rebuild_from_predecessors(&pool).unwrap();
+        let pick = |s: &Strategy| chains.resolve(&t, s, &pool);
+        assert_eq!(pick(&Strategy::Latest), h);
+        assert_eq!(pick(&Strategy::Original), t);
+        assert_eq!(pick(&Strategy::by_kind("consolidated-proof")), m);
+        assert_eq!(
+            pick(&Strategy::by_kind("re-encoded")),
+            h,
+            "no match, no fallback: head"
+        );
+        let kind_or_original = Strategy::by_kind("re-encoded").or_else(Strategy::Original);
+        assert_eq!(pick(&kind_or_original), t);
+        assert_eq!(
+            pick(&Strategy::ByRepresentation(1)),
+            m,
+            "first match head → tail"
+        );
+        assert_eq!(pick(&Strategy::ByRepresentation(9)), h);
+        let is_default = Strategy::custom(|e| e.header.kind == "default");
+        assert_eq!(pick(&is_default), t);
+        let never = || Strategy::custom(|_| false);
+        assert_eq!(pick(&never()), h);
+        assert_eq!(
+            pick(&never().or_else(Strategy::by_kind("consolidated-proof"))),
+            m
+        );
+        // fallbacks nest
+        assert_eq!(pick(&never().or_else(kind_or_original)), t);
+        // an element in no chain resolves to itself
+        let lone = el(9, A, "default", 1, None).hash().unwrap();
+        assert_eq!(chains.resolve(&lone, &never(), &pool), lone);
+    }
+
+    #[test]
+    fn both_rebuilds_agree_on_a_line() {
+        let (pool, [t, m, h]) = line();
+        let by_preds = InstanceChains::rebuild_from_predecessors(&pool).unwrap();
+        let by_tails = InstanceChains::rebuild_from_tails(&pool);
+        assert_eq!(members(&by_tails), vec![vec![h, m, t]]);
+        assert_eq!(by_preds, by_tails);
+    }
+
+    #[test]
+    fn rebuild_from_tails_branches_repeat_the_prefix() {
+        let mut pool = Pool::default();
+        let t = put(&mut pool, el(1, A, "default", 1, None));
+        let m = put(&mut pool, el(2, A, "default", 1, Some(t)));
+        let b1 = put(&mut pool, el(3, A, "zk-proof", 1, Some(m)));
+        let b2 = put(&mut pool, el(4, A, "re-encoded", 1, Some(m)));
+        let c = InstanceChains::rebuild_from_tails(&pool);
+        assert_eq!(members(&c), vec![vec![b1, m, t], vec![b2, m, t]]);
+        // quirk: shared members belong to the branch walked last
+        assert_eq!(c.get(&t).unwrap().head, b2);
+        assert_eq!(c.get(&b1).unwrap().head, b1);
+        // the import algorithm walks back from each head: the same two chains
+        let p = InstanceChains::rebuild_from_predecessors(&pool).unwrap();
+        assert_eq!(members(&p), members(&c));
+    }
+
+    #[test]
+    fn rebuild_from_tails_stops_where_import_does_not() {
+        let mut pool = Pool::default();
+        let t = put(&mut pool, el(1, A, "default", 2, None));
+        // a representation downgrade, then a type change further up
+        let down = put(&mut pool, el(2, A, "re-encoded", 1, Some(t)));
+        let other = put(
+            &mut pool,
+            el(3, ElementType::TokenState, "default", 2, Some(down)),
+        );
+        let c = InstanceChains::rebuild_from_tails(&pool);
+        // quirk: the tail whose only successor is refused stays a chain of one
+        assert_eq!(members(&c), vec![vec![t]]);
+        assert_eq!(c.resolve(&t, &Strategy::Latest, &pool), t);
+        // the import algorithm checks neither type nor versions
+        let p = InstanceChains::rebuild_from_predecessors(&pool).unwrap();
+        assert_eq!(members(&p), vec![vec![other, down, t]]);
+    }
+
+    #[test]
+    fn rebuild_from_tails_ignores_cycles() {
+        let mut pool = Pool::default();
+        // Hashing cannot produce two elements naming each other, so the pool is filled
+        // under chosen keys (as a corrupt in-memory pool could be).
+        let (a, b) = (ContentHash::digest(b"a"), ContentHash::digest(b"b"));
+        pool.insert(a, el(1, A, "default", 1, Some(b)));
+        pool.insert(b, el(2, A, "default", 1, Some(a)));
+        assert!(InstanceChains::rebuild_from_tails(&pool).is_empty());
+        assert_eq!(
+            InstanceChains::rebuild_from_predecessors(&pool)
+                .unwrap()
+                .len(),
+            0
+        );
     }
 }

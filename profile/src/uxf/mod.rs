@@ -48,7 +48,7 @@ mod value;
 mod verify;
 
 pub use cbor::{Cbor, decode as decode_cbor, encode as encode_cbor};
-pub use chain::{ChainEntry, InstanceChains, Strategy};
+pub use chain::{ChainEntry, InstanceChains, InstancePredicate, Strategy};
 pub use diff::Delta;
 pub use element::{Child, Element, ElementType, Header, KIND_ENRICHED_SYNTHETIC, Key, Pool, key};
 pub use error::{ErrorCode, Result, UxfError};
