@@ -11,7 +11,7 @@
 //! [`MAX_CBOR_DEPTH`], which bounds the reader's recursion.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use super::element::{Key, intern};
+use super::element::{Key, intern_bytes};
 use super::error::{Result, UxfError, err};
 use super::hash::ContentHash;
 use super::limits::MAX_CBOR_DEPTH;
@@ -157,10 +157,24 @@ pub fn decode(data: &[u8]) -> Result<Cbor> {
 /// Duplicate-key detection that stays linear: a scan for small maps, a hash set once a
 /// map is large (a 64 KiB block can hold ~16 000 entries; a pairwise scan would be
 /// quadratic in attacker-controlled input).
-#[derive(Default)]
 pub(crate) struct DupCheck {
-    small: Vec<Key>,
+    // The first keys live inline: nearly every map is small, and this check runs for
+    // every map of every block, so it should not allocate.
+    inline: [Option<Key>; DUP_INLINE],
+    len: usize,
     large: Option<std::collections::HashSet<Key>>,
+}
+
+const DUP_INLINE: usize = 16;
+
+impl Default for DupCheck {
+    fn default() -> Self {
+        Self {
+            inline: [const { None }; DUP_INLINE],
+            len: 0,
+            large: None,
+        }
+    }
 }
 
 impl DupCheck {
@@ -169,18 +183,29 @@ impl DupCheck {
         if let Some(set) = &mut self.large {
             return set.insert(k.clone());
         }
-        if self.small.contains(k) {
+        let seen = self.inline.get(..self.len).unwrap_or_default();
+        if seen.iter().flatten().any(|x| x == k) {
             return false;
         }
-        self.small.push(k.clone());
-        if self.small.len() > 16 {
-            self.large = Some(self.small.drain(..).collect());
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(k.clone());
+                self.len = self.len.saturating_add(1);
+            }
+            None => {
+                let mut set: std::collections::HashSet<Key> =
+                    self.inline.iter_mut().filter_map(Option::take).collect();
+                set.insert(k.clone());
+                self.large = Some(set);
+            }
         }
         true
     }
 }
 
 /// A strict reader over one buffer; [`decode`] and the element decoder share it.
+/// Cloning it saves a position to come back to.
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
@@ -227,6 +252,15 @@ impl<'a> Reader<'a> {
         self.len(ib & 0x1f)
     }
 
+    /// An unsigned integer (major type 0), minimal form enforced.
+    pub(crate) fn uint(&mut self) -> Result<u64> {
+        let ib = self.byte()?;
+        if ib >> 5 != 0 {
+            return Err(bad("expected an unsigned integer"));
+        }
+        self.arg(ib & 0x1f)
+    }
+
     /// A text map key, interned.
     pub(crate) fn key(&mut self) -> Result<Key> {
         let kb = self.byte()?;
@@ -234,8 +268,12 @@ impl<'a> Reader<'a> {
             return Err(bad("map key is not text"));
         }
         let kn = self.len(kb & 0x1f)?;
-        let k = std::str::from_utf8(self.take(kn)?).map_err(|_| bad("invalid utf-8"))?;
-        Ok(intern(k))
+        let kb = self.take(kn)?;
+        if let Some(k) = intern_bytes(kb) {
+            return Ok(k);
+        }
+        let k = std::str::from_utf8(kb).map_err(|_| bad("invalid utf-8"))?;
+        Ok(Key::Owned(k.to_owned()))
     }
 
     /// A tag-42 link; returns the CID bytes after the `00` prefix, borrowed.

@@ -154,62 +154,67 @@ impl ElementType {
 /// vocabulary (no allocation per element), owned for anything else.
 pub type Key = std::borrow::Cow<'static, str>;
 
-const VOCABULARY: &[&str] = &[
-    "tokenId",
-    "version",
-    "tokenType",
-    "coinData",
-    "tokenData",
-    "salt",
-    "recipient",
-    "recipientDataHash",
-    "reason",
-    "message",
-    "nametagRefs",
-    "predicate",
-    "data",
-    "transactionHash",
-    "algorithm",
-    "publicKey",
-    "signature",
-    "stateHash",
-    "raw",
-    "cbor",
-    "entries",
-    "genesis",
-    "transactions",
-    "state",
-    "nametags",
-    "inclusionProof",
-    "destinationState",
-    "sourceState",
-    "pendingAuthenticator",
-    "authenticator",
-    "merkleTreePath",
-    "unicityCertificate",
-    "default",
-    "individual-proof",
-    "consolidated-proof",
-    "zk-proof",
-    "full-history",
-    "re-encoded",
-    KIND_ENRICHED_SYNTHETIC,
-];
+/// The reference's vocabulary (content keys, child roles, instance kinds) as a
+/// `'static` string, matched on the raw bytes: decoding skips UTF-8 validation and
+/// allocation for every key it knows, which are nearly all of them.
+fn vocabulary(b: &[u8]) -> Option<&'static str> {
+    Some(match b {
+        b"tokenId" => "tokenId",
+        b"version" => "version",
+        b"tokenType" => "tokenType",
+        b"coinData" => "coinData",
+        b"tokenData" => "tokenData",
+        b"salt" => "salt",
+        b"recipient" => "recipient",
+        b"recipientDataHash" => "recipientDataHash",
+        b"reason" => "reason",
+        b"message" => "message",
+        b"nametagRefs" => "nametagRefs",
+        b"predicate" => "predicate",
+        b"data" => "data",
+        b"transactionHash" => "transactionHash",
+        b"algorithm" => "algorithm",
+        b"publicKey" => "publicKey",
+        b"signature" => "signature",
+        b"stateHash" => "stateHash",
+        b"raw" => "raw",
+        b"cbor" => "cbor",
+        b"entries" => "entries",
+        b"genesis" => "genesis",
+        b"transactions" => "transactions",
+        b"state" => "state",
+        b"nametags" => "nametags",
+        b"inclusionProof" => "inclusionProof",
+        b"destinationState" => "destinationState",
+        b"sourceState" => "sourceState",
+        b"pendingAuthenticator" => "pendingAuthenticator",
+        b"authenticator" => "authenticator",
+        b"merkleTreePath" => "merkleTreePath",
+        b"unicityCertificate" => "unicityCertificate",
+        b"default" => "default",
+        b"individual-proof" => "individual-proof",
+        b"consolidated-proof" => "consolidated-proof",
+        b"zk-proof" => "zk-proof",
+        b"full-history" => "full-history",
+        b"re-encoded" => "re-encoded",
+        b"enriched-synthetic" => KIND_ENRICHED_SYNTHETIC,
+        _ => return None,
+    })
+}
 
 /// Interns a decoded key: the reference's vocabulary is borrowed, anything else owned.
 pub fn key(s: String) -> Key {
-    match VOCABULARY.iter().find(|v| **v == s) {
-        Some(v) => Key::Borrowed(v),
-        None => Key::Owned(s),
-    }
+    vocabulary(s.as_bytes()).map_or(Key::Owned(s), Key::Borrowed)
 }
 
 /// [`key`] for a borrowed string (allocates only outside the vocabulary).
 pub(crate) fn intern(s: &str) -> Key {
-    match VOCABULARY.iter().find(|v| **v == s) {
-        Some(v) => Key::Borrowed(v),
-        None => Key::Owned(s.to_owned()),
-    }
+    intern_bytes(s.as_bytes()).unwrap_or_else(|| Key::Owned(s.to_owned()))
+}
+
+/// The interned key for vocabulary bytes, `None` for anything else.
+pub(crate) fn intern_bytes(b: &[u8]) -> Option<Key> {
+    vocabulary(b).map(Key::Borrowed)
 }
 
 /// An element header.
@@ -467,7 +472,18 @@ impl Element {
                         }
                     });
                 }
-                "header" => header = Some(decode_header(&r.any()?)?),
+                "header" => {
+                    // the usual header read in place; anything unusual (extra items,
+                    // wrong types) goes through the general path and its errors
+                    let saved = r.clone();
+                    header = Some(match read_plain_header(&mut r) {
+                        Some(h) => h,
+                        None => {
+                            r = saved;
+                            decode_header(&r.any()?)?
+                        }
+                    });
+                }
                 "content" => {
                     let m = r
                         .map_len()
@@ -565,6 +581,32 @@ impl Element {
             children,
         })
     }
+}
+
+/// The common header — `[uint, uint, kind text, null | link]`, valid — read without
+/// building a CBOR tree; `None` for anything else, which [`decode_header`] then judges.
+fn read_plain_header(r: &mut cbor::Reader<'_>) -> Option<Header> {
+    if r.array_len().ok()? != 4 {
+        return None;
+    }
+    let representation = r.uint().ok().filter(|n| *n <= MAX_HEADER_NUMBER)?;
+    let semantics = r.uint().ok().filter(|n| *n <= MAX_HEADER_NUMBER)?;
+    let kind = r.key().ok()?;
+    validate_kind(&kind, ErrorCode::SerializationError).ok()?;
+    let predecessor = match r.peek()? {
+        0xf6 => {
+            r.any().ok()?;
+            None
+        }
+        0xd8 => Some(ContentHash::from_cid_bytes(r.link().ok()?).ok()?),
+        _ => return None,
+    };
+    Some(Header {
+        representation,
+        semantics,
+        kind,
+        predecessor,
+    })
 }
 
 fn decode_header(c: &Cbor) -> Result<Header> {
