@@ -15,6 +15,8 @@ mod ipfs;
 mod oplog;
 /// Pointer publish/discover against the embedded aggregator (loopback HTTP).
 mod pointer_flow;
+/// Discovery that fetches the snapshot CAR from real gateways; CAR_UNAVAILABLE; overrides.
+mod pointer_car;
 /// Pointer golden vectors (v2 flavour, SDK 3.0.1) and proof verification.
 mod pointer_golden;
 /// Key, value-encryption and envelope known answers.

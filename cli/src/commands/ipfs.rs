@@ -12,8 +12,12 @@ use crate::exit::user;
 use crate::output::Printer;
 
 fn client(gateways: &IpfsGateways) -> anyhow::Result<IpfsClient> {
+    client_for(&gateways.gateway)
+}
+
+/// The verified IPFS client over `--gateway` URLs (also `pointer discover`'s).
+pub(crate) fn client_for(gateways: &[String]) -> anyhow::Result<IpfsClient> {
     let urls = gateways
-        .gateway
         .iter()
         .map(|g| GatewayUrl::parse(g).map_err(|e| user(format!("--gateway {g}: {e}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
