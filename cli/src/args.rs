@@ -277,7 +277,11 @@ pub(crate) enum PointerCommand {
 pub(crate) struct PointerFetchArgs {
     /// Gateway base URL to fetch the snapshot CAR from, tried in the order given
     /// (repeatable), e.g. http://127.0.0.1:5001
-    #[arg(long = "gateway", value_name = "URL", required_unless_present = "no_fetch")]
+    #[arg(
+        long = "gateway",
+        value_name = "URL",
+        required_unless_present = "no_fetch"
+    )]
     pub(crate) gateway: Vec<String>,
     /// Write the verified snapshot CAR to this file.
     #[arg(long, value_name = "FILE")]

@@ -279,7 +279,9 @@ pub enum DiscoverError {
 pub enum OverrideError {
     /// CAPABILITY_DENIED: the pointer was not configured with
     /// `allow_operator_overrides`.
-    #[error("{operation} is an operator override and this pointer is not allowed to use them (CAPABILITY_DENIED)")]
+    #[error(
+        "{operation} is an operator override and this pointer is not allowed to use them (CAPABILITY_DENIED)"
+    )]
     CapabilityDenied {
         /// The override asked for (`acceptCarLoss`, `acceptCorruptStreak`, `clearPendingMarker`).
         operation: &'static str,

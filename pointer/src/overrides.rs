@@ -257,7 +257,10 @@ mod tests {
             p.accept_corrupt_streak(Some(u32::MAX)).unwrap(),
             WALKBACK_HARD_CEILING
         );
-        assert_eq!(p.accept_corrupt_streak(None).unwrap(), WALKBACK_HARD_CEILING);
+        assert_eq!(
+            p.accept_corrupt_streak(None).unwrap(),
+            WALKBACK_HARD_CEILING
+        );
     }
 
     #[tokio::test]

@@ -285,7 +285,12 @@ impl PointerState {
     }
 
     /// Sets CAR_UNAVAILABLE at `version` (keeps the first `since`).
-    pub fn set_car_unavailable(&self, wallet: &str, version: u32, at: u64) -> Result<(), StateError> {
+    pub fn set_car_unavailable(
+        &self,
+        wallet: &str,
+        version: u32,
+        at: u64,
+    ) -> Result<(), StateError> {
         self.conn.execute(
             "INSERT INTO car_unavailable(wallet, version, since) VALUES (?1, ?2, ?3)
              ON CONFLICT(wallet) DO UPDATE SET version = excluded.version",
@@ -340,7 +345,13 @@ impl PointerState {
                 "SELECT attempts, first_at, last_at FROM car_loss_attempts
                  WHERE wallet = ?1 AND version = ?2",
                 params![wallet, i64::from(version)],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
             )
             .optional()?;
         Ok(row.map(|(n, first, last)| CarLossAttempts {

@@ -27,8 +27,7 @@ use sphere_pointer::{Clock, Pointer, PointerConfig};
 use sphere_profile::ipfs::block::RAW;
 use sphere_profile::ipfs::server::RunningGateway;
 use sphere_profile::ipfs::{
-    BlockCache, Car, CarLimits, FailureCause, GatewayConfig, GatewayUrl, IpfsClient,
-    VerifiedBlock,
+    BlockCache, Car, CarLimits, FailureCause, GatewayConfig, GatewayUrl, IpfsClient, VerifiedBlock,
 };
 use sphere_profile::keys::PointerSeeds;
 use sphere_profile::secret::Secret32;
@@ -156,10 +155,12 @@ async fn discovery_fetches_the_car_and_walks_back_past_unfetchable_versions() {
     assert_eq!(d.included_version, 2);
     assert!(d.content_checked);
     assert_eq!(d.skipped, vec![(2, "CAR unavailable".to_owned())]);
-    assert!(drain(rx).contains(&PointerEvent::VersionSkippedUnfetchable {
-        version: 2,
-        attempts: 1
-    }));
+    assert!(
+        drain(rx).contains(&PointerEvent::VersionSkippedUnfetchable {
+            version: 2,
+            attempts: 1
+        })
+    );
     // A fetchable version was found: not CAR_UNAVAILABLE, publishing is allowed.
     assert_eq!(reader.local_state().unwrap().car_unavailable, None);
     assert_eq!(reader.local_state().unwrap().local_version, 1);
@@ -193,11 +194,10 @@ async fn no_fetchable_version_is_car_unavailable_and_refuses_publishing() {
     assert_eq!((st.local_version, st.car_unavailable), (0, Some(2)));
     let events = drain(rx);
     assert!(events.contains(&PointerEvent::CarUnavailable { version: 2 }));
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, PointerEvent::VersionSkippedUnfetchable { version: 1, .. }))
-    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        PointerEvent::VersionSkippedUnfetchable { version: 1, .. }
+    )));
     // Publishing now could bury a snapshot nobody has seen: refused, nothing sent.
     let mine = snapshot("reader's state");
     assert!(matches!(
@@ -237,7 +237,10 @@ async fn a_gateway_serving_tampered_bytes_is_not_believed() {
     let both = ipfs(&[liar.clone(), gw.url()]);
     let fetched = both.fetch_car(s1.root()).await.unwrap();
     assert_eq!(fetched.car.encode(), s1.encode());
-    assert!(matches!(fetched.failures[0].cause, FailureCause::Tampered(_)));
+    assert!(matches!(
+        fetched.failures[0].cause,
+        FailureCause::Tampered(_)
+    ));
     let reader = device(&agg, 23, PointerConfig::default()).with_content_check(car_check(both));
     assert_eq!(reader.discover().await.unwrap().cid, Some(*s1.root()));
     agg.shutdown().await;
@@ -314,8 +317,8 @@ async fn car_loss_is_accepted_only_after_twelve_attempts_over_a_day() {
             .any(|e| matches!(e, PointerEvent::CarLossPending { version: 1, .. }))
     );
     // A third device finds the republished state and fetches it.
-    let third = device(&agg, 24, PointerConfig::default())
-        .with_content_check(car_check(ipfs(&[gw.url()])));
+    let third =
+        device(&agg, 24, PointerConfig::default()).with_content_check(car_check(ipfs(&[gw.url()])));
     let d = third.discover().await.unwrap();
     assert_eq!((d.valid_version, d.cid), (2, Some(*mine.root())));
     agg.shutdown().await;
@@ -414,6 +417,9 @@ async fn corrupt_streak_override_applies_to_one_discovery_only() {
         op.discover().await,
         Err(DiscoverError::CorruptStreak(3))
     ));
-    assert_eq!(op.accept_corrupt_streak(None).unwrap(), WALKBACK_HARD_CEILING);
+    assert_eq!(
+        op.accept_corrupt_streak(None).unwrap(),
+        WALKBACK_HARD_CEILING
+    );
     agg.shutdown().await;
 }

@@ -20,8 +20,8 @@ use serde_json::json;
 use sphere_pointer::client::{AggregatorClient, ClientConfig};
 use sphere_pointer::derive::Side;
 use sphere_pointer::error::{DiscoverError, OverrideError};
-use sphere_pointer::pointer::{ContentCheck, ContentStatus};
 use sphere_pointer::events::{EVENT_CHANNEL_CAP, PointerEvent};
+use sphere_pointer::pointer::{ContentCheck, ContentStatus};
 use sphere_pointer::state::{PointerState, STATE_FILE};
 use sphere_pointer::{Pointer, PointerConfig, PointerKeys, TrustBase};
 use sphere_profile::datadir::{DataDir, POINTER_LOCK_FILE};
@@ -91,22 +91,48 @@ pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> a
         }
         PointerCommand::Discover(args) => {
             let fetcher = CarFetcher::new(&args.fetch)?;
-            networked(&dd, &args.net, fetcher.as_ref().map(CarFetcher::check), printer, |p, pb| async move {
-                discover(&p, &pb, fetcher.as_ref(), args.fetch.out.as_deref(), printer).await
-            })
+            networked(
+                &dd,
+                &args.net,
+                fetcher.as_ref().map(CarFetcher::check),
+                printer,
+                |p, pb| async move {
+                    discover(
+                        &p,
+                        &pb,
+                        fetcher.as_ref(),
+                        args.fetch.out.as_deref(),
+                        printer,
+                    )
+                    .await
+                },
+            )
         }
         PointerCommand::AcceptCorruptStreak(args) => {
             let fetcher = CarFetcher::new(&args.fetch)?;
-            networked(&dd, &args.net, fetcher.as_ref().map(CarFetcher::check), printer, |p, pb| async move {
-                if overrides_allowed() {
-                    printer.warn(OVERRIDE_WARNING);
-                }
-                let limit = p.accept_corrupt_streak(args.limit).map_err(denied_hint)?;
-                pb.println(format!(
-                    "this discovery may walk back past {limit} invalid versions"
-                ));
-                discover(&p, &pb, fetcher.as_ref(), args.fetch.out.as_deref(), printer).await
-            })
+            networked(
+                &dd,
+                &args.net,
+                fetcher.as_ref().map(CarFetcher::check),
+                printer,
+                |p, pb| async move {
+                    if overrides_allowed() {
+                        printer.warn(OVERRIDE_WARNING);
+                    }
+                    let limit = p.accept_corrupt_streak(args.limit).map_err(denied_hint)?;
+                    pb.println(format!(
+                        "this discovery may walk back past {limit} invalid versions"
+                    ));
+                    discover(
+                        &p,
+                        &pb,
+                        fetcher.as_ref(),
+                        args.fetch.out.as_deref(),
+                        printer,
+                    )
+                    .await
+                },
+            )
         }
         PointerCommand::AcceptCarLoss(args) => {
             let fetcher = CarFetcher::new(&PointerFetchArgs {
@@ -115,32 +141,37 @@ pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> a
                 no_fetch: false,
             })?;
             let cid = args.cid.as_deref().map(parse_cid).transpose()?;
-            networked(&dd, &args.net, fetcher.as_ref().map(CarFetcher::check), printer, |p, pb| async move {
-                let local = match cid {
-                    Some(c) => c,
-                    None => match p.local_state()?.local_cid {
-                        Some(c) => parse_cid(&c)?,
-                        None => {
-                            return Err(exit::user(
-                                "this device has no state CID on record; pass --cid with the \
+            networked(
+                &dd,
+                &args.net,
+                fetcher.as_ref().map(CarFetcher::check),
+                printer,
+                |p, pb| async move {
+                    let local = match cid {
+                        Some(c) => c,
+                        None => match p.local_state()?.local_cid {
+                            Some(c) => parse_cid(&c)?,
+                            None => {
+                                return Err(exit::user(
+                                    "this device has no state CID on record; pass --cid with the \
                                  CID of its current state",
-                            ));
-                        }
-                    },
-                };
-                if overrides_allowed() {
-                    printer.warn(OVERRIDE_WARNING);
-                }
-                pb.set_message(format!(
-                    "accepting the loss of version {}'s CAR",
-                    args.version
-                ));
-                let published = p
-                    .accept_car_loss(args.version, &local)
-                    .await
-                    .map_err(denied_hint)?;
-                pb.finish_and_clear();
-                printer.result(
+                                ));
+                            }
+                        },
+                    };
+                    if overrides_allowed() {
+                        printer.warn(OVERRIDE_WARNING);
+                    }
+                    pb.set_message(format!(
+                        "accepting the loss of version {}'s CAR",
+                        args.version
+                    ));
+                    let published = p
+                        .accept_car_loss(args.version, &local)
+                        .await
+                        .map_err(denied_hint)?;
+                    pb.finish_and_clear();
+                    printer.result(
                     &format!(
                         "accepted the loss of version {}'s snapshot CAR; republished {local} at \
                          version {}",
@@ -153,8 +184,9 @@ pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> a
                         "conflicts": published.conflicts,
                     }),
                 )?;
-                Ok(())
-            })
+                    Ok(())
+                },
+            )
         }
         PointerCommand::ClearPendingMarker(net) => {
             networked(&dd, net, None, printer, |p, pb| async move {
@@ -237,7 +269,10 @@ impl CarFetcher {
                     Err(e @ FetchError::Unsupported(_)) => {
                         (ContentStatus::Invalid, CarOutcome::Failed(e.to_string()))
                     }
-                    Err(e) => (ContentStatus::Unavailable, CarOutcome::Failed(e.to_string())),
+                    Err(e) => (
+                        ContentStatus::Unavailable,
+                        CarOutcome::Failed(e.to_string()),
+                    ),
                 };
                 outcomes
                     .lock()
