@@ -15,13 +15,22 @@ fn client(gateways: &IpfsGateways) -> anyhow::Result<IpfsClient> {
     client_for(&gateways.gateway)
 }
 
-/// The verified IPFS client over `--gateway` URLs (also `pointer discover`'s).
-pub(crate) fn client_for(gateways: &[String]) -> anyhow::Result<IpfsClient> {
+/// The verified IPFS client over `--gateway` URLs.
+fn client_for(gateways: &[String]) -> anyhow::Result<IpfsClient> {
+    client_with(gateways, GatewayConfig::default())
+}
+
+/// The verified IPFS client over `--gateway` URLs with `config`'s other settings
+/// (also `pointer discover`'s).
+pub(crate) fn client_with(
+    gateways: &[String],
+    config: GatewayConfig,
+) -> anyhow::Result<IpfsClient> {
     let urls = gateways
         .iter()
         .map(|g| GatewayUrl::parse(g).map_err(|e| user(format!("--gateway {g}: {e}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    IpfsClient::new(GatewayConfig::default().with_gateways(urls)).map_err(|e| user(e.to_string()))
+    IpfsClient::new(config.with_gateways(urls)).map_err(|e| user(e.to_string()))
 }
 
 pub(crate) fn run(cmd: &IpfsCommand, printer: &Printer) -> anyhow::Result<()> {

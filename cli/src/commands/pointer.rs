@@ -25,7 +25,7 @@ use sphere_pointer::pointer::{ContentCheck, ContentStatus};
 use sphere_pointer::state::{PointerState, STATE_FILE};
 use sphere_pointer::{Pointer, PointerConfig, PointerKeys, TrustBase};
 use sphere_profile::datadir::{DataDir, POINTER_LOCK_FILE};
-use sphere_profile::ipfs::{FetchError, IpfsClient, Source};
+use sphere_profile::ipfs::{FetchError, GatewayConfig, IpfsClient, Source};
 use sphere_profile::keys::sha256;
 
 use crate::args::{PointerCommand, PointerFetchArgs, PointerInspectArgs, PointerNetArgs};
@@ -214,6 +214,10 @@ pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> a
     }
 }
 
+/// Budget of one version's CAR fetch across all gateways (the reference wiring's
+/// outer 60 s), so a walk-back over dead gateways ends in minutes, not hours.
+pub(crate) const CAR_FETCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What happened to one CID's CAR during discovery.
 enum CarOutcome {
     Fetched {
@@ -240,7 +244,10 @@ impl CarFetcher {
             return Ok(None);
         }
         Ok(Some(Self {
-            ipfs: super::ipfs::client_for(&args.gateway)?,
+            ipfs: super::ipfs::client_with(
+                &args.gateway,
+                GatewayConfig::default().with_total_budget(CAR_FETCH_BUDGET),
+            )?,
             outcomes: Arc::default(),
         }))
     }
