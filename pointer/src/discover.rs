@@ -27,7 +27,9 @@
 //! last probe. Cost: ⌈log2⌉ doublings plus ⌈log2⌉ bisections, two RPCs per probe.
 //!
 //! A walk-back below the version this device itself committed is refused
-//! (`WalkbackFloor`): the aggregator hides or lags behind what it certified.
+//! (`WalkbackFloor`): the aggregator hides or lags behind what it certified. If a
+//! version on the way down was skipped for a missing CAR, the answer is
+//! CAR_UNAVAILABLE instead (the content, not the aggregator, is what is missing).
 //!
 //! BLOCKED: set to `network_timeout` when a proof RPC fails for good (the latest
 //! version cannot be known, so publishing could roll the wallet back), to
@@ -225,6 +227,11 @@ impl Pointer {
         let mut unavailable = None::<u32>;
         while v > 0 {
             if v < floor {
+                // Below our own commit only because CARs are missing: that is
+                // CAR_UNAVAILABLE, not an aggregator hiding versions.
+                if let Some(version) = unavailable {
+                    return Err(DiscoverError::ContentUnavailable { version });
+                }
                 return Err(DiscoverError::WalkbackFloor { local: floor });
             }
             let p = self.cached(&mut cache, v).await?;

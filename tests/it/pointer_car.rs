@@ -210,6 +210,13 @@ async fn no_fetchable_version_is_car_unavailable_and_refuses_publishing() {
     assert_eq!(reader.discover().await.unwrap().valid_version, 2);
     assert_eq!(reader.local_state().unwrap().car_unavailable, None);
     assert_eq!(reader.publish(mine.root()).await.unwrap().version, 3);
+    // Its own version 3's CAR was never pinned: walking below its own commit
+    // only because CARs are missing is CAR_UNAVAILABLE, not WALKBACK_FLOOR.
+    assert!(matches!(
+        reader.discover().await,
+        Err(DiscoverError::ContentUnavailable { version: 3 })
+    ));
+    assert_eq!(reader.local_state().unwrap().local_version, 3);
     agg.shutdown().await;
 }
 
