@@ -421,6 +421,46 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_file_opens_and_gains_the_new_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE pointer_state(
+                    wallet TEXT PRIMARY KEY,
+                    local_version INTEGER NOT NULL DEFAULT 0,
+                    local_cid TEXT,
+                    marker_version INTEGER,
+                    marker_cid BLOB,
+                    blocked_reason TEXT,
+                    blocked_at INTEGER
+                );
+                INSERT INTO pointer_state(wallet, local_version, local_cid) VALUES ('w', 7, 'bafy');
+                PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let s = PointerState::open(&path).unwrap();
+        let st = s.get("w").unwrap();
+        assert_eq!(
+            (
+                st.local_version,
+                st.local_cid.as_deref(),
+                st.car_unavailable
+            ),
+            (7, Some("bafy"), None)
+        );
+        s.set_car_unavailable("w", 7, 1).unwrap();
+        s.record_car_fetch_failure("w", 7, 1).unwrap();
+        let version: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+    }
+
+    #[test]
     fn car_loss_attempts_and_unavailable_round_trip() {
         let s = PointerState::in_memory().unwrap();
         assert_eq!(s.car_loss_attempts("w", 4).unwrap(), None);
