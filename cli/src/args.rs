@@ -250,11 +250,80 @@ pub(crate) enum PointerCommand {
     /// verified inclusion proofs).
     Publish(PointerPublishArgs),
     /// Find the latest published CID (exponential then binary search, every proof
-    /// verified).
-    Discover(PointerNetArgs),
+    /// verified), then fetch its snapshot CAR from the gateways and verify every
+    /// block. A version whose CAR no gateway delivers is skipped; when none is left
+    /// the command fails with CAR_UNAVAILABLE and publishing is refused until a
+    /// discovery fetches it (or an operator runs `accept-car-loss`).
+    Discover(PointerDiscoverArgs),
     /// Show what the wallet would publish at a version: public key, state ids,
     /// and with --cid the XOR-blinded ciphertexts and requests. No network.
     Inspect(PointerInspectArgs),
+    /// Operator override: give up the snapshot CAR of VERSION for good and
+    /// republish this device's state above it. Needs SPHERE_ALLOW_OVERRIDES=1 (and
+    /// NODE_ENV not `production`), and 12 failed fetches of VERSION spread over 24 h
+    /// (each `pointer discover` that cannot fetch it records one).
+    AcceptCarLoss(PointerAcceptCarLossArgs),
+    /// Operator override: run one discovery that may walk back past up to LIMIT
+    /// invalid versions instead of 64 (CORRUPT_STREAK). Needs SPHERE_ALLOW_OVERRIDES=1.
+    AcceptCorruptStreak(PointerAcceptCorruptStreakArgs),
+    /// Operator override: drop the pending-version marker (e.g. one MARKER_CORRUPT
+    /// refuses); publishing stays blocked until the next successful discovery.
+    /// Needs SPHERE_ALLOW_OVERRIDES=1.
+    ClearPendingMarker(PointerNetArgs),
+}
+
+/// Where the snapshot CAR comes from (the same `--gateway` as `sphere-cli ipfs fetch`).
+#[derive(Debug, Args)]
+pub(crate) struct PointerFetchArgs {
+    /// Gateway base URL to fetch the snapshot CAR from, tried in the order given
+    /// (repeatable), e.g. http://127.0.0.1:5001
+    #[arg(
+        long = "gateway",
+        value_name = "URL",
+        required_unless_present = "no_fetch"
+    )]
+    pub(crate) gateway: Vec<String>,
+    /// Write the verified snapshot CAR to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Only find the pointer; do not fetch its CAR (the CID's content is then unchecked).
+    #[arg(long, conflicts_with_all = ["gateway", "out"])]
+    pub(crate) no_fetch: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PointerDiscoverArgs {
+    #[command(flatten)]
+    pub(crate) net: PointerNetArgs,
+    #[command(flatten)]
+    pub(crate) fetch: PointerFetchArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PointerAcceptCorruptStreakArgs {
+    /// Invalid versions the one discovery may walk past (1..=4096) [default: 4096]
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<u32>,
+    #[command(flatten)]
+    pub(crate) net: PointerNetArgs,
+    #[command(flatten)]
+    pub(crate) fetch: PointerFetchArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub(crate) struct PointerAcceptCarLossArgs {
+    /// The verified version whose snapshot CAR is lost.
+    #[arg(long)]
+    pub(crate) version: u32,
+    /// The CID of this device's current state to republish [default: the CID this
+    /// device last published or fetched]
+    #[arg(long)]
+    pub(crate) cid: Option<String>,
+    #[command(flatten)]
+    pub(crate) net: PointerNetArgs,
+    #[command(flatten)]
+    pub(crate) gateways: IpfsGateways,
 }
 
 #[derive(Debug, Args)]

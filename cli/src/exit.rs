@@ -47,7 +47,30 @@ fn is_user_error(err: &anyhow::Error) -> bool {
                 ))
             )
             || matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Invalid(_)))
+            || is_pointer_user_error(c)
     })
+}
+
+/// Pointer states the operator must act on (not bugs): CAR_UNAVAILABLE, a publish
+/// refused for it, and every refused operator override.
+fn is_pointer_user_error(c: &(dyn std::error::Error + 'static)) -> bool {
+    use sphere_pointer::error::{DiscoverError, OverrideError, PublishError};
+    matches!(
+        c.downcast_ref::<DiscoverError>(),
+        Some(DiscoverError::ContentUnavailable { .. })
+    ) || matches!(
+        c.downcast_ref::<PublishError>(),
+        Some(PublishError::CarUnavailable { .. })
+    ) || matches!(
+        c.downcast_ref::<OverrideError>(),
+        Some(
+            OverrideError::CapabilityDenied { .. }
+                | OverrideError::CarLossNotPersistent { .. }
+                | OverrideError::CarAvailable { .. }
+                | OverrideError::VersionOutOfRange(_)
+                | OverrideError::Publish(PublishError::CarUnavailable { .. })
+        )
+    )
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

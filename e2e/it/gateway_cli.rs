@@ -13,13 +13,13 @@ use sphere_profile::ipfs::{
 };
 
 /// A running gateway; killed on drop if the test did not stop it.
-struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Gateway {
-    fn start(data_dir: &Path) -> Self {
+    pub(crate) fn start(data_dir: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sphere-cli"))
             .args(["gateway", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -77,7 +77,7 @@ fn links_block(cids: &[Vec<u8>]) -> VerifiedBlock {
 }
 
 /// A two-level DAG: root → 4 inner nodes → 40 raw leaves of 1 KiB.
-fn sample_car() -> Car {
+pub(crate) fn sample_car() -> Car {
     let mut blocks = Vec::new();
     let mut inner = Vec::new();
     for i in 0..4u32 {

@@ -14,6 +14,8 @@ mod gateway_cli;
 mod init_cli;
 /// `kv`, the one-process lock and the kill -9 crash test.
 mod kv_cli;
+/// `pointer discover` fetching the snapshot CAR from gateway processes; overrides.
+mod pointer_car_cli;
 /// Embedded aggregator + pointer publish/discover between two data dirs.
 mod pointer_cli;
 /// The official state-transition SDK (npm) against our aggregator and client.

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-const MNEMONIC: &str =
+pub(crate) const MNEMONIC: &str =
     "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 
 fn bin() -> Command {
@@ -16,10 +16,10 @@ fn bin() -> Command {
 }
 
 /// Kills the aggregator when the test ends, however it ends.
-struct Aggregator {
+pub(crate) struct Aggregator {
     child: Child,
-    url: String,
-    trust_base: String,
+    pub(crate) url: String,
+    pub(crate) trust_base: String,
 }
 
 impl Drop for Aggregator {
@@ -29,7 +29,7 @@ impl Drop for Aggregator {
     }
 }
 
-fn start_aggregator(dir: &Path) -> Aggregator {
+pub(crate) fn start_aggregator(dir: &Path) -> Aggregator {
     let mut child = bin()
         .args(["--data-dir"])
         .arg(dir)
@@ -60,7 +60,7 @@ fn start_aggregator(dir: &Path) -> Aggregator {
     }
 }
 
-fn init_wallet(dir: &Path) {
+pub(crate) fn init_wallet(dir: &Path) {
     let mut child = bin()
         .arg("--data-dir")
         .arg(dir)
@@ -104,7 +104,7 @@ fn publish_on_one_device_discover_on_another() {
     init_wallet(&w1);
     init_wallet(&w2);
 
-    let empty = pointer_json(&w2, &agg, &["discover"]);
+    let empty = pointer_json(&w2, &agg, &["discover", "--no-fetch"]);
     assert_eq!(empty["cid"], Value::Null);
     assert_eq!(empty["version"], 0);
 
@@ -115,7 +115,7 @@ fn publish_on_one_device_discover_on_another() {
     let p2 = pointer_json(&w1, &agg, &["publish", "--cid", c2]);
     assert_eq!(p2["version"], 2);
 
-    let found = pointer_json(&w2, &agg, &["discover"]);
+    let found = pointer_json(&w2, &agg, &["discover", "--no-fetch"]);
     assert_eq!(found["cid"], c2);
     assert_eq!(found["version"], 2);
     // O(log v): one upper probe and ten bisections at two RPCs each.
@@ -124,7 +124,10 @@ fn publish_on_one_device_discover_on_another() {
     // The second device continues the chain, the first sees it.
     let p3 = pointer_json(&w2, &agg, &["publish", "--cid", c1]);
     assert_eq!(p3["version"], 3);
-    assert_eq!(pointer_json(&w1, &agg, &["discover"])["cid"], c1);
+    assert_eq!(
+        pointer_json(&w1, &agg, &["discover", "--no-fetch"])["cid"],
+        c1
+    );
 
     // inspect: same wallet → same public key and state ids on both devices, and
     // the ciphertexts for a CID are what was published (deterministic).
@@ -175,7 +178,7 @@ fn aggregator_state_survives_a_restart() {
         std::fs::read(&agg.trust_base).expect("trust base"),
         tb_before
     );
-    let found = pointer_json(&w, &agg, &["discover"]);
+    let found = pointer_json(&w, &agg, &["discover", "--no-fetch"]);
     assert_eq!(
         (found["cid"].as_str(), found["version"].as_u64()),
         (Some(c), Some(1))
@@ -209,6 +212,7 @@ fn bad_input_is_a_user_error() {
     assert!(String::from_utf8_lossy(&bad_cid.stderr).contains("not a CID"));
     let no_tb = run(&[
         "discover",
+        "--no-fetch",
         "--aggregator",
         "http://127.0.0.1:9/",
         "--trust-base",
@@ -266,7 +270,7 @@ fn two_processes_racing_end_on_one_verified_pointer() {
     assert_ne!(v1, v2, "both processes cannot own one version");
     let (latest, winner) = if v1 > v2 { (v1, c1) } else { (v2, c2) };
     for dir in [&w1, &w2] {
-        let found = pointer_json(dir, &agg, &["discover"]);
+        let found = pointer_json(dir, &agg, &["discover", "--no-fetch"]);
         assert_eq!(
             (found["version"].as_u64(), found["cid"].as_str()),
             (Some(latest), Some(winner))

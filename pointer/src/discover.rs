@@ -8,16 +8,28 @@
 //! 3. **Walk back** from `included_version`: a version is valid when both sides are
 //!    included and verified, they XOR-decode to a CID with every check, and the
 //!    optional content check accepts it. Invalid versions are skipped (and
-//!    reported); more than `walkback_limit` in a row is `CorruptStreak`. Content
-//!    that is unavailable is skipped by default, or stops discovery with
-//!    `ContentUnavailable` (CAR_UNAVAILABLE) when configured so.
+//!    reported); more than `walkback_limit` in a row is `CorruptStreak` (one
+//!    discovery may walk further after [`crate::Pointer::accept_corrupt_streak`]).
+//!
+//! **CAR unavailable** (spec §10, the reference's code behaviour of §5.2): a
+//! verified version whose content check says `Unavailable` (its snapshot CAR
+//! cannot be fetched from any gateway) is recorded as a failed fetch in
+//! `car_loss_attempts` (with the injected clock) and, by default, skipped with a
+//! [`PointerEvent::VersionSkippedUnfetchable`]; an older fetchable version is then
+//! the answer. When no fetchable version remains (or skipping is turned off),
+//! discovery fails with `ContentUnavailable` (CAR_UNAVAILABLE): the local version
+//! does not advance and the `car_unavailable` row refuses every publish until a
+//! later discovery fetches a version or an operator runs
+//! [`crate::Pointer::accept_car_loss`].
 //!
 //! probe(v) = side A included OR side B included (spec H2), each proof fully
 //! verified; results are cached for the run, so the walk-back reuses the bisection's
 //! last probe. Cost: ⌈log2⌉ doublings plus ⌈log2⌉ bisections, two RPCs per probe.
 //!
 //! A walk-back below the version this device itself committed is refused
-//! (`WalkbackFloor`): the aggregator hides or lags behind what it certified.
+//! (`WalkbackFloor`): the aggregator hides or lags behind what it certified. If a
+//! version on the way down was skipped for a missing CAR, the answer is
+//! CAR_UNAVAILABLE instead (the content, not the aggregator, is what is missing).
 //!
 //! BLOCKED: set to `network_timeout` when a proof RPC fails for good (the latest
 //! version cannot be known, so publishing could roll the wallet back), to
@@ -52,6 +64,8 @@ pub struct Discovery {
     pub skipped: Vec<(u32, String)>,
     /// Versions probed.
     pub probes: u32,
+    /// Whether a content check accepted `cid` (false without a content check).
+    pub content_checked: bool,
 }
 
 /// Both sides of one version.
@@ -120,7 +134,10 @@ impl Pointer {
                 self.known_included
                     .fetch_max(d.included_version, std::sync::atomic::Ordering::Relaxed);
                 let cid = d.cid.map(|c| c.to_string());
-                self.with_state(|s, w| s.observe(w, d.valid_version, cid.as_deref()))?;
+                self.with_state(|s, w| {
+                    s.observe(w, d.valid_version, cid.as_deref())?;
+                    s.clear_car_unavailable(w)
+                })?;
                 if let Some(reason) = self.local_state()?.blocked
                     && TRANSIENT_BLOCK_REASONS.contains(&reason.as_str())
                 {
@@ -143,6 +160,11 @@ impl Pointer {
                         ..
                     } => self.block("protocol_error")?,
                     DiscoverError::Untrusted { .. } => self.block("untrusted_proof")?,
+                    DiscoverError::ContentUnavailable { version } => {
+                        let (v, at) = (*version, self.config.clock.now());
+                        self.with_state(|s, w| s.set_car_unavailable(w, v, at))?;
+                        self.emit(PointerEvent::CarUnavailable { version: v });
+                    }
                     _ => {}
                 }
                 Err(e)
@@ -168,6 +190,7 @@ impl Pointer {
         let local = st.local_version;
         // A version this device committed with a CID was valid when it was confirmed.
         let floor = if st.local_cid.is_some() { local } else { 0 };
+        let walkback_limit = self.take_walkback_limit();
         let ceiling = self.config.hard_ceiling;
         let mut cache = HashMap::new();
         let mut lo = local.min(ceiling);
@@ -201,8 +224,14 @@ impl Pointer {
         let mut skipped = Vec::new();
         let mut v = included_version;
         let mut streak = 0u32;
+        let mut unavailable = None::<u32>;
         while v > 0 {
             if v < floor {
+                // Below our own commit only because CARs are missing: that is
+                // CAR_UNAVAILABLE, not an aggregator hiding versions.
+                if let Some(version) = unavailable {
+                    return Err(DiscoverError::ContentUnavailable { version });
+                }
                 return Err(DiscoverError::WalkbackFloor { local: floor });
             }
             let p = self.cached(&mut cache, v).await?;
@@ -210,20 +239,38 @@ impl Pointer {
                 (Some(a), Some(b)) => match self.keys.decode(v, &a, &b) {
                     Ok(cid) => match self.check_content(cid).await {
                         ContentStatus::Valid => {
+                            if self.content_check.is_some() {
+                                self.with_state(|s, w| s.forget_car_loss_attempts(w, v))?;
+                            }
                             return Ok(Discovery {
                                 valid_version: v,
                                 included_version,
                                 cid: Some(cid),
                                 skipped,
                                 probes: u32::try_from(cache.len()).unwrap_or(u32::MAX),
+                                content_checked: self.content_check.is_some(),
                             });
                         }
                         ContentStatus::Invalid => "content invalid".to_owned(),
                         ContentStatus::Unavailable => {
+                            let at = self.config.clock.now();
+                            let tries =
+                                self.with_state(|s, w| s.record_car_fetch_failure(w, v, at))?;
                             if !self.config.skip_unavailable {
                                 return Err(DiscoverError::ContentUnavailable { version: v });
                             }
-                            "content unavailable".to_owned()
+                            unavailable.get_or_insert(v);
+                            self.emit(PointerEvent::VersionSkippedUnfetchable {
+                                version: v,
+                                attempts: tries.attempts,
+                            });
+                            skipped.push((v, "CAR unavailable".to_owned()));
+                            streak = streak.saturating_add(1);
+                            if streak >= walkback_limit {
+                                return Err(DiscoverError::CorruptStreak(streak));
+                            }
+                            v -= 1;
+                            continue;
                         }
                     },
                     Err(e) => e.to_string(),
@@ -236,10 +283,13 @@ impl Pointer {
             });
             skipped.push((v, reason));
             streak = streak.saturating_add(1);
-            if streak >= self.config.walkback_limit {
+            if streak >= walkback_limit {
                 return Err(DiscoverError::CorruptStreak(streak));
             }
             v -= 1;
+        }
+        if let Some(version) = unavailable {
+            return Err(DiscoverError::ContentUnavailable { version });
         }
         Ok(Discovery {
             valid_version: 0,
@@ -247,10 +297,11 @@ impl Pointer {
             cid: None,
             skipped,
             probes: u32::try_from(cache.len()).unwrap_or(u32::MAX),
+            content_checked: false,
         })
     }
 
-    async fn check_content(&self, cid: Cid) -> ContentStatus {
+    pub(crate) async fn check_content(&self, cid: Cid) -> ContentStatus {
         match &self.content_check {
             Some(check) => check(cid).await,
             None => ContentStatus::Valid,

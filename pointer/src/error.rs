@@ -190,6 +190,17 @@ pub enum PublishError {
         /// The status string.
         status: String,
     },
+    /// CAR_UNAVAILABLE: the latest verified version's snapshot CAR cannot be
+    /// fetched; publishing now could overwrite content this device never saw.
+    /// Cleared by a discovery that fetches it, or by `accept_car_loss`.
+    #[error(
+        "the snapshot CAR of version {version} cannot be fetched (CAR_UNAVAILABLE); \
+         publishing is refused until a discovery fetches it or an operator accepts the loss"
+    )]
+    CarUnavailable {
+        /// The version whose CAR is missing.
+        version: u32,
+    },
     /// Another device kept winning; gave up after the retry budget.
     #[error("lost the race for a version {attempts} times; giving up")]
     RetryExhausted {
@@ -262,6 +273,57 @@ pub enum DiscoverError {
     State(#[from] StateError),
 }
 
+/// Why an operator override (spec §10) was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OverrideError {
+    /// CAPABILITY_DENIED: the pointer was not configured with
+    /// `allow_operator_overrides`.
+    #[error(
+        "{operation} is an operator override and this pointer is not allowed to use them (CAPABILITY_DENIED)"
+    )]
+    CapabilityDenied {
+        /// The override asked for (`acceptCarLoss`, `acceptCorruptStreak`, `clearPendingMarker`).
+        operation: &'static str,
+    },
+    /// The version is outside 1..=2^31−1.
+    #[error("version {0} is out of range")]
+    VersionOutOfRange(u32),
+    /// `acceptCarLoss(v)` before the loss is persistent: fewer than the required
+    /// failed fetches, or not spread over long enough.
+    #[error(
+        "the CAR of version {version} is not known lost yet: {attempts} failed fetches over \
+         {span_secs} s, {min_attempts} over {min_span_secs} s are required"
+    )]
+    CarLossNotPersistent {
+        /// The version.
+        version: u32,
+        /// Failed fetches recorded.
+        attempts: u32,
+        /// Seconds between the first and the latest.
+        span_secs: u64,
+        /// Failed fetches required.
+        min_attempts: u32,
+        /// Span required.
+        min_span_secs: u64,
+    },
+    /// The final fetch before accepting the loss found the CAR: nothing is lost.
+    #[error("the CAR of version {version} is available again; the loss is not accepted")]
+    CarAvailable {
+        /// The version.
+        version: u32,
+    },
+    /// Reading the version's pointer before accepting its loss failed.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    /// The republish of the local state failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// Local state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
 /// Any error of this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -287,6 +349,9 @@ pub enum Error {
     /// See [`DiscoverError`].
     #[error(transparent)]
     Discover(#[from] DiscoverError),
+    /// See [`OverrideError`].
+    #[error(transparent)]
+    Override(#[from] OverrideError),
     /// See [`crate::certificate::TrustBaseError`].
     #[error(transparent)]
     TrustBase(#[from] crate::certificate::TrustBaseError),

@@ -55,6 +55,59 @@ pub enum PointerEvent {
         /// Why.
         reason: String,
     },
+    /// Walk-back skipped a verified version whose snapshot CAR could not be
+    /// fetched (the reference's `storage:pointer-version-skipped-unfetchable`).
+    VersionSkippedUnfetchable {
+        /// The version.
+        version: u32,
+        /// Failed fetches recorded for it so far.
+        attempts: u32,
+    },
+    /// Discovery stopped with CAR_UNAVAILABLE: no version below the latest has a
+    /// fetchable CAR either; publishing is refused (`recover_car_unavailable`).
+    CarUnavailable {
+        /// The newest verified version whose CAR is missing.
+        version: u32,
+    },
+    /// An operator override was refused: the capability is not granted.
+    OverrideDenied {
+        /// `acceptCarLoss`, `acceptCorruptStreak` or `clearPendingMarker`.
+        operation: &'static str,
+    },
+    /// `acceptCarLoss` refused: the loss is not persistent yet (`car_loss_pending`).
+    CarLossPending {
+        /// The version.
+        version: u32,
+        /// Failed fetches recorded.
+        attempts: u32,
+        /// Seconds between the first and the latest.
+        span_secs: u64,
+    },
+    /// `acceptCarLoss` aborted: the final fetch found the CAR
+    /// (`car_loss_aborted_peer_found`).
+    CarLossAbortedPeerFound {
+        /// The version.
+        version: u32,
+    },
+    /// `acceptCarLoss` used: the local state was republished above the lost
+    /// version (`car_loss_accepted`).
+    CarLossAccepted {
+        /// The version whose CAR was given up.
+        version: u32,
+        /// The version the local state was republished at.
+        republished_at: u32,
+    },
+    /// `acceptCorruptStreak` used: the next discovery may walk back `limit`
+    /// versions (`corrupt_streak_override_used`).
+    CorruptStreakOverrideUsed {
+        /// The walk-back limit for that one discovery.
+        limit: u32,
+    },
+    /// `clearPendingMarker` used (`pending_marker_cleared`).
+    PendingMarkerCleared {
+        /// The marker's version, if there was one.
+        version: Option<u32>,
+    },
     /// Discovery finished.
     Discovered {
         /// Latest valid version (0 = none).

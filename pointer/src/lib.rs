@@ -8,7 +8,8 @@
 //! Layers, bottom up: [`cbor`] (strict codec) → [`smt`], [`certificate`], [`wire`]
 //! (aggregator objects) → [`derive`](mod@derive) (per side/version construction) → [`proof`]
 //! (full verification) → [`client`] (JSON-RPC) → [`state`] (SQLite markers) →
-//! [`publish`] / [`discover`] → [`Pointer`]. The embedded aggregator is [`server`].
+//! [`publish`] / [`discover`] → [`Pointer`], with the operator [`overrides`] of
+//! spec §10. The embedded aggregator is [`server`].
 //!
 //! ## Crate features
 //!
@@ -22,6 +23,7 @@ pub mod derive;
 pub mod discover;
 pub mod error;
 pub mod events;
+pub mod overrides;
 pub mod pointer;
 pub mod proof;
 pub mod publish;
@@ -34,4 +36,4 @@ pub mod wire;
 pub use certificate::TrustBase;
 pub use derive::{PointerKeys, Side};
 pub use error::{Error, Result};
-pub use pointer::{Pointer, PointerConfig};
+pub use pointer::{Clock, Pointer, PointerConfig};

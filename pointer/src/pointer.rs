@@ -8,8 +8,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cid::Cid;
 use sphere_profile::keys::PointerSeeds;
@@ -38,6 +39,53 @@ pub enum ContentStatus {
 pub type ContentCheck =
     Arc<dyn Fn(Cid) -> Pin<Box<dyn Future<Output = ContentStatus> + Send>> + Send + Sync>;
 
+/// Failed CAR fetches of a version required before `acceptCarLoss` (spec §3
+/// `CAR_FETCH_PERSISTENT_*`).
+pub const CAR_LOSS_MIN_ATTEMPTS: u32 = 12;
+/// Time the failed fetches must span before `acceptCarLoss` (24 h).
+pub const CAR_LOSS_MIN_SPAN: Duration = Duration::from_secs(24 * 60 * 60);
+/// Highest walk-back limit `acceptCorruptStreak` grants (the reference's
+/// `WALKBACK_HARD_CEILING`), and its default.
+pub const WALKBACK_HARD_CEILING: u32 = 4096;
+
+/// Wall clock in Unix seconds. Injected so tests of the 24-hour rules need not
+/// wait a day.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self(Arc::new(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        }))
+    }
+
+    /// A clock reading `f`.
+    pub fn from_fn(f: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Now, in Unix seconds.
+    pub fn now(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
 /// Tunables of publish and discovery (spec §3 constants by default).
 #[derive(Debug, Clone)]
 pub struct PointerConfig {
@@ -48,6 +96,8 @@ pub struct PointerConfig {
     pub(crate) walkback_limit: u32,
     pub(crate) skip_unavailable: bool,
     pub(crate) marker_max_jump: u32,
+    pub(crate) allow_operator_overrides: bool,
+    pub(crate) clock: Clock,
 }
 
 impl Default for PointerConfig {
@@ -60,6 +110,8 @@ impl Default for PointerConfig {
             walkback_limit: 64,
             skip_unavailable: true,
             marker_max_jump: 1024,
+            allow_operator_overrides: false,
+            clock: Clock::system(),
         }
     }
 }
@@ -91,6 +143,19 @@ impl PointerConfig {
         self.skip_unavailable = skip;
         self
     }
+    /// Grants the operator overrides of spec §10 (`accept_car_loss`,
+    /// `accept_corrupt_streak`, `clear_pending_marker`); default false, and
+    /// without it they fail with CAPABILITY_DENIED. The embedding application
+    /// decides (the CLI: `SPHERE_ALLOW_OVERRIDES=1` and `NODE_ENV` ≠ production).
+    pub fn with_operator_overrides(mut self, allow: bool) -> Self {
+        self.allow_operator_overrides = allow;
+        self
+    }
+    /// The clock that timestamps failed CAR fetches (default: the system clock).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
 }
 
 /// One wallet's pointer on one aggregator.
@@ -105,7 +170,9 @@ pub struct Pointer {
     events: Option<mpsc::Sender<PointerEvent>>,
     pub(crate) content_check: Option<ContentCheck>,
     /// Highest version the last discovery saw included (may be above the valid one).
-    pub(crate) known_included: std::sync::atomic::AtomicU32,
+    pub(crate) known_included: AtomicU32,
+    /// One-shot walk-back limit armed by `accept_corrupt_streak` (0 = none).
+    pub(crate) corrupt_streak_override: AtomicU32,
 }
 
 impl std::fmt::Debug for Pointer {
@@ -137,7 +204,8 @@ impl Pointer {
             config,
             events: None,
             content_check: None,
-            known_included: std::sync::atomic::AtomicU32::new(0),
+            known_included: AtomicU32::new(0),
+            corrupt_streak_override: AtomicU32::new(0),
         })
     }
 
@@ -202,11 +270,12 @@ impl Pointer {
         Ok(())
     }
 
-    /// Operator override: drops a pending marker (and sets BLOCKED, as the
-    /// reference does, until the next successful discovery clears it).
-    pub fn clear_pending_marker(&self) -> Result<(), StateError> {
-        self.with_state(|s, w| s.clear_marker(w))?;
-        self.block("marker_cleared")
+    /// The walk-back limit of the next discovery (taking a one-shot override).
+    pub(crate) fn take_walkback_limit(&self) -> u32 {
+        match self.corrupt_streak_override.swap(0, Ordering::Relaxed) {
+            0 => self.config.walkback_limit,
+            n => n,
+        }
     }
 
     pub(crate) fn emit(&self, e: PointerEvent) {

@@ -2,6 +2,9 @@
 //!
 //! 1. Take the per-wallet lock. If BLOCKED: a transient reason is retried through a
 //!    discovery (which clears it on success); any other reason fails with `Blocked`.
+//!    If the last discovery ended with CAR_UNAVAILABLE: fail with `CarUnavailable`
+//!    (publishing over a version whose content nobody fetched could discard it;
+//!    spec §10) — only [`crate::Pointer::accept_car_loss`] publishes then.
 //! 2. Resolve the version against the pending marker (one-time-pad guard):
 //!    * no marker, or a stale one (≤ local version): v = candidate =
 //!      max(local version, highest version the last discovery saw included) + 1;
@@ -77,6 +80,17 @@ fn side_failure(e: DiscoverError) -> PublishError {
 impl Pointer {
     /// Publishes `cid` as the wallet's next version (the module doc's algorithm).
     pub async fn publish(&self, cid: &Cid) -> Result<Published, PublishError> {
+        self.publish_inner(cid, 0, false).await
+    }
+
+    /// [`Pointer::publish`] at a version of at least `min_version`;
+    /// `accepting_car_loss` skips the CAR_UNAVAILABLE refusal (`accept_car_loss`).
+    pub(crate) async fn publish_inner(
+        &self,
+        cid: &Cid,
+        min_version: u32,
+        accepting_car_loss: bool,
+    ) -> Result<Published, PublishError> {
         let _lock = self.publish_lock.lock().await;
         let cid_bytes = cid.to_bytes();
         if cid_bytes.is_empty() || cid_bytes.len() > CID_MAX_BYTES {
@@ -92,6 +106,12 @@ impl Pointer {
                 return Err(PublishError::Blocked { reason });
             }
         }
+        if !accepting_car_loss && let Some(version) = self.local_state()?.car_unavailable {
+            self.emit(PointerEvent::PublishFailed {
+                code: "CAR_UNAVAILABLE",
+            });
+            return Err(PublishError::CarUnavailable { version });
+        }
         // Above everything known: our own commits and what discovery saw included
         // (a corrupt top version is stepped over instead of conflicting on it).
         let mut candidate = self
@@ -101,7 +121,8 @@ impl Pointer {
                 self.known_included
                     .load(std::sync::atomic::Ordering::Relaxed),
             )
-            .saturating_add(1);
+            .saturating_add(1)
+            .max(min_version);
         let mut conflicts = 0u32;
         loop {
             let st = self.local_state()?;

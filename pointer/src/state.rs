@@ -11,7 +11,27 @@
 //!   blocked_reason TEXT,              -- BLOCKED flag (NULL = not blocked) …
 //!   blocked_at     INTEGER            -- … and when it was set (Unix seconds)
 //! )
+//! car_loss_attempts(                  -- failed CAR fetches of a verified version
+//!   wallet         TEXT NOT NULL,
+//!   version        INTEGER NOT NULL,
+//!   attempts       INTEGER NOT NULL,  -- how many fetches failed …
+//!   first_at       INTEGER NOT NULL,  -- … the first one (Unix seconds, injected clock)
+//!   last_at        INTEGER NOT NULL,  -- … and the latest one
+//!   PRIMARY KEY (wallet, version)
+//! )
+//! car_unavailable(                    -- CAR_UNAVAILABLE: publishing is refused
+//!   wallet         TEXT PRIMARY KEY,
+//!   version        INTEGER NOT NULL,  -- the newest verified version whose CAR is missing
+//!   since          INTEGER NOT NULL   -- when discovery first stopped on it
+//! )
 //! ```
+//!
+//! `car_loss_attempts` is the reference's `car_loss_attempts_<v>` flag, one row per
+//! version (so it stays bounded): `acceptCarLoss(v)` needs
+//! [`crate::pointer::CAR_LOSS_MIN_ATTEMPTS`] attempts spread over
+//! [`crate::pointer::CAR_LOSS_MIN_SPAN`]. `car_unavailable` is set when a discovery
+//! ends with `CAR_UNAVAILABLE` and cleared by the next successful discovery or by
+//! `acceptCarLoss`.
 //!
 //! The marker is written with `synchronous=FULL` **before** anything for its
 //! version is derived, so a crash at any point leaves either no marker (nothing
@@ -50,12 +70,37 @@ pub struct WalletState {
     pub marker: Option<Marker>,
     /// BLOCKED reason.
     pub blocked: Option<String>,
+    /// CAR_UNAVAILABLE: the verified version whose snapshot CAR could not be
+    /// fetched (publishing is refused until a fetch succeeds or `acceptCarLoss`).
+    pub car_unavailable: Option<u32>,
+}
+
+/// Failed CAR fetches recorded for one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CarLossAttempts {
+    /// How many fetches failed.
+    pub attempts: u32,
+    /// When the first failed (Unix seconds).
+    pub first_at: u64,
+    /// When the latest failed (Unix seconds).
+    pub last_at: u64,
+}
+
+impl CarLossAttempts {
+    /// Seconds between the first and the latest failure.
+    pub fn span_secs(&self) -> u64 {
+        self.last_at.saturating_sub(self.first_at)
+    }
 }
 
 /// The SQLite state file. One connection, owned by the [`crate::Pointer`].
 #[derive(Debug)]
 pub struct PointerState {
     conn: Connection,
+}
+
+fn secs(at: u64) -> i64 {
+    i64::try_from(at).unwrap_or(i64::MAX)
 }
 
 fn now() -> i64 {
@@ -89,7 +134,20 @@ impl PointerState {
                 blocked_reason TEXT,
                 blocked_at INTEGER
             );
-            PRAGMA user_version = 1;",
+            CREATE TABLE IF NOT EXISTS car_loss_attempts(
+                wallet TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                attempts INTEGER NOT NULL,
+                first_at INTEGER NOT NULL,
+                last_at INTEGER NOT NULL,
+                PRIMARY KEY (wallet, version)
+            );
+            CREATE TABLE IF NOT EXISTS car_unavailable(
+                wallet TEXT PRIMARY KEY,
+                version INTEGER NOT NULL,
+                since INTEGER NOT NULL
+            );
+            PRAGMA user_version = 2;",
         )?;
         Ok(Self { conn })
     }
@@ -121,8 +179,12 @@ impl PointerState {
                 },
             )
             .optional()?;
+        let car_unavailable = self.car_unavailable(wallet)?;
         let Some((lv, cid, mv, mc, blocked)) = row else {
-            return Ok(WalletState::default());
+            return Ok(WalletState {
+                car_unavailable,
+                ..WalletState::default()
+            });
         };
         let local_version = u32::try_from(lv)
             .map_err(|_| StateError::MarkerCorrupt(format!("local version {lv}")))?;
@@ -144,6 +206,7 @@ impl PointerState {
             local_cid: cid,
             marker,
             blocked,
+            car_unavailable,
         })
     }
 
@@ -204,6 +267,118 @@ impl PointerState {
         Ok(())
     }
 
+    /// The CAR_UNAVAILABLE version, if set.
+    pub fn car_unavailable(&self, wallet: &str) -> Result<Option<u32>, StateError> {
+        let v = self
+            .conn
+            .query_row(
+                "SELECT version FROM car_unavailable WHERE wallet = ?1",
+                params![wallet],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?;
+        v.map(|v| {
+            u32::try_from(v)
+                .map_err(|_| StateError::MarkerCorrupt(format!("car-unavailable version {v}")))
+        })
+        .transpose()
+    }
+
+    /// Sets CAR_UNAVAILABLE at `version` (keeps the first `since`).
+    pub fn set_car_unavailable(
+        &self,
+        wallet: &str,
+        version: u32,
+        at: u64,
+    ) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO car_unavailable(wallet, version, since) VALUES (?1, ?2, ?3)
+             ON CONFLICT(wallet) DO UPDATE SET version = excluded.version",
+            params![wallet, i64::from(version), secs(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Clears CAR_UNAVAILABLE.
+    pub fn clear_car_unavailable(&self, wallet: &str) -> Result<(), StateError> {
+        self.conn.execute(
+            "DELETE FROM car_unavailable WHERE wallet = ?1",
+            params![wallet],
+        )?;
+        Ok(())
+    }
+
+    /// Records one failed CAR fetch of `version` at `at` (Unix seconds).
+    pub fn record_car_fetch_failure(
+        &self,
+        wallet: &str,
+        version: u32,
+        at: u64,
+    ) -> Result<CarLossAttempts, StateError> {
+        self.conn.execute(
+            "INSERT INTO car_loss_attempts(wallet, version, attempts, first_at, last_at)
+             VALUES (?1, ?2, 1, ?3, ?3)
+             ON CONFLICT(wallet, version) DO UPDATE SET
+               attempts = MIN(attempts + 1, 4294967295),
+               first_at = MIN(first_at, excluded.first_at),
+               last_at = MAX(last_at, excluded.last_at)",
+            params![wallet, i64::from(version), secs(at)],
+        )?;
+        Ok(self
+            .car_loss_attempts(wallet, version)?
+            .unwrap_or(CarLossAttempts {
+                attempts: 1,
+                first_at: at,
+                last_at: at,
+            }))
+    }
+
+    /// The failed fetches recorded for `version`.
+    pub fn car_loss_attempts(
+        &self,
+        wallet: &str,
+        version: u32,
+    ) -> Result<Option<CarLossAttempts>, StateError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT attempts, first_at, last_at FROM car_loss_attempts
+                 WHERE wallet = ?1 AND version = ?2",
+                params![wallet, i64::from(version)],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(row.map(|(n, first, last)| CarLossAttempts {
+            attempts: u32::try_from(n).unwrap_or(0),
+            first_at: u64::try_from(first).unwrap_or(0),
+            last_at: u64::try_from(last).unwrap_or(0),
+        }))
+    }
+
+    /// Forgets the failed fetches of versions `..= version`.
+    pub fn clear_car_loss_attempts(&self, wallet: &str, version: u32) -> Result<(), StateError> {
+        self.conn.execute(
+            "DELETE FROM car_loss_attempts WHERE wallet = ?1 AND version <= ?2",
+            params![wallet, i64::from(version)],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the failed fetches of exactly `version` (its CAR was fetched).
+    pub fn forget_car_loss_attempts(&self, wallet: &str, version: u32) -> Result<(), StateError> {
+        self.conn.execute(
+            "DELETE FROM car_loss_attempts WHERE wallet = ?1 AND version = ?2",
+            params![wallet, i64::from(version)],
+        )?;
+        Ok(())
+    }
+
     /// Clears the BLOCKED flag.
     pub fn clear_blocked(&self, wallet: &str) -> Result<(), StateError> {
         self.conn.execute(
@@ -243,5 +418,77 @@ mod tests {
         );
         s.clear_blocked("w").unwrap();
         assert_eq!(s.get("w").unwrap().blocked, None);
+    }
+
+    #[test]
+    fn a_version_1_file_opens_and_gains_the_new_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE pointer_state(
+                    wallet TEXT PRIMARY KEY,
+                    local_version INTEGER NOT NULL DEFAULT 0,
+                    local_cid TEXT,
+                    marker_version INTEGER,
+                    marker_cid BLOB,
+                    blocked_reason TEXT,
+                    blocked_at INTEGER
+                );
+                INSERT INTO pointer_state(wallet, local_version, local_cid) VALUES ('w', 7, 'bafy');
+                PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let s = PointerState::open(&path).unwrap();
+        let st = s.get("w").unwrap();
+        assert_eq!(
+            (
+                st.local_version,
+                st.local_cid.as_deref(),
+                st.car_unavailable
+            ),
+            (7, Some("bafy"), None)
+        );
+        s.set_car_unavailable("w", 7, 1).unwrap();
+        s.record_car_fetch_failure("w", 7, 1).unwrap();
+        let version: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+    }
+
+    #[test]
+    fn car_loss_attempts_and_unavailable_round_trip() {
+        let s = PointerState::in_memory().unwrap();
+        assert_eq!(s.car_loss_attempts("w", 4).unwrap(), None);
+        s.record_car_fetch_failure("w", 4, 1_000).unwrap();
+        s.record_car_fetch_failure("w", 4, 500).unwrap();
+        let a = s.record_car_fetch_failure("w", 4, 9_000).unwrap();
+        assert_eq!(
+            a,
+            CarLossAttempts {
+                attempts: 3,
+                first_at: 500,
+                last_at: 9_000
+            }
+        );
+        assert_eq!(a.span_secs(), 8_500);
+        s.record_car_fetch_failure("w", 5, 1).unwrap();
+        s.record_car_fetch_failure("x", 4, 1).unwrap();
+        s.forget_car_loss_attempts("w", 5).unwrap();
+        assert_eq!(s.car_loss_attempts("w", 5).unwrap(), None);
+        s.clear_car_loss_attempts("w", 4).unwrap();
+        assert_eq!(s.car_loss_attempts("w", 4).unwrap(), None);
+        assert!(s.car_loss_attempts("x", 4).unwrap().is_some());
+
+        assert_eq!(s.get("w").unwrap().car_unavailable, None);
+        s.set_car_unavailable("w", 7, 10).unwrap();
+        s.set_car_unavailable("w", 8, 20).unwrap();
+        assert_eq!(s.get("w").unwrap().car_unavailable, Some(8));
+        s.clear_car_unavailable("w").unwrap();
+        assert_eq!(s.car_unavailable("w").unwrap(), None);
     }
 }

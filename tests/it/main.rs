@@ -13,6 +13,8 @@ mod shared;
 mod ipfs;
 /// The OpLog store: convergence, tombstones, pending, rejections, snapshots.
 mod oplog;
+/// Discovery that fetches the snapshot CAR from real gateways; CAR_UNAVAILABLE; overrides.
+mod pointer_car;
 /// Pointer publish/discover against the embedded aggregator (loopback HTTP).
 mod pointer_flow;
 /// Pointer golden vectors (v2 flavour, SDK 3.0.1) and proof verification.

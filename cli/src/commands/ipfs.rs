@@ -12,12 +12,25 @@ use crate::exit::user;
 use crate::output::Printer;
 
 fn client(gateways: &IpfsGateways) -> anyhow::Result<IpfsClient> {
+    client_for(&gateways.gateway)
+}
+
+/// The verified IPFS client over `--gateway` URLs.
+fn client_for(gateways: &[String]) -> anyhow::Result<IpfsClient> {
+    client_with(gateways, GatewayConfig::default())
+}
+
+/// The verified IPFS client over `--gateway` URLs with `config`'s other settings
+/// (also `pointer discover`'s).
+pub(crate) fn client_with(
+    gateways: &[String],
+    config: GatewayConfig,
+) -> anyhow::Result<IpfsClient> {
     let urls = gateways
-        .gateway
         .iter()
         .map(|g| GatewayUrl::parse(g).map_err(|e| user(format!("--gateway {g}: {e}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    IpfsClient::new(GatewayConfig::default().with_gateways(urls)).map_err(|e| user(e.to_string()))
+    IpfsClient::new(config.with_gateways(urls)).map_err(|e| user(e.to_string()))
 }
 
 pub(crate) fn run(cmd: &IpfsCommand, printer: &Printer) -> anyhow::Result<()> {

@@ -1,25 +1,62 @@
-//! `sphere-cli pointer publish|discover|inspect`: the wallet's aggregator pointer.
+//! `sphere-cli pointer publish|discover|inspect` and the operator overrides
+//! `accept-car-loss|accept-corrupt-streak|clear-pending-marker`: the wallet's
+//! aggregator pointer. `discover` checks the content: it fetches the snapshot CAR
+//! of each candidate version from `--gateway`s with every block verified (the
+//! library's content check, built here from the IPFS client). The overrides are
+//! granted only with `SPHERE_ALLOW_OVERRIDES=1` and `NODE_ENV` ≠ `production`.
 //! Holds the wallet's pointer lock (`<data dir>/pointer.lock`: one publisher per
 //! wallet across processes) but not the Profile's, so it runs beside `sphere-cli
 //! sync`; the pointer's state lives in `<data dir>/pointer.db`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
+use cid::Cid;
 use serde_json::json;
 use sphere_pointer::client::{AggregatorClient, ClientConfig};
 use sphere_pointer::derive::Side;
+use sphere_pointer::error::{DiscoverError, OverrideError};
 use sphere_pointer::events::{EVENT_CHANNEL_CAP, PointerEvent};
+use sphere_pointer::pointer::{ContentCheck, ContentStatus};
 use sphere_pointer::state::{PointerState, STATE_FILE};
 use sphere_pointer::{Pointer, PointerConfig, PointerKeys, TrustBase};
 use sphere_profile::datadir::{DataDir, POINTER_LOCK_FILE};
+use sphere_profile::ipfs::{FetchError, GatewayConfig, IpfsClient, Source};
 use sphere_profile::keys::sha256;
 
-use crate::args::{PointerCommand, PointerInspectArgs, PointerNetArgs};
+use crate::args::{PointerCommand, PointerFetchArgs, PointerInspectArgs, PointerNetArgs};
 use crate::exit;
 use crate::output::Printer;
+
+/// The environment variable that grants the operator overrides (with `NODE_ENV`
+/// not `production`), as in the reference.
+pub(crate) const OVERRIDES_ENV: &str = "SPHERE_ALLOW_OVERRIDES";
+
+/// Printed on stderr before every operator override.
+pub(crate) const OVERRIDE_WARNING: &str = "OPERATOR OVERRIDE: this bypasses a safety check of the \
+     aggregator pointer (spec §10). It can discard a snapshot another device published or \
+     unblock a wallet whose state is uncertain. Use it only when the runbook tells you to.";
+
+/// Whether this process may use the operator overrides: `SPHERE_ALLOW_OVERRIDES=1`
+/// and `NODE_ENV` other than `production`.
+fn overrides_allowed() -> bool {
+    std::env::var(OVERRIDES_ENV).as_deref() == Ok("1")
+        && std::env::var("NODE_ENV").as_deref() != Ok("production")
+}
+
+fn denied_hint(e: OverrideError) -> anyhow::Error {
+    match e {
+        OverrideError::CapabilityDenied { .. } => anyhow::Error::new(e).context(format!(
+            "operator overrides are disabled: set {OVERRIDES_ENV}=1 (and NODE_ENV must not be \
+             `production`) to use this command"
+        )),
+        other => other.into(),
+    }
+}
 
 pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> anyhow::Result<()> {
     let dd = DataDir::open_with_lock(data_dir, POINTER_LOCK_FILE)?;
@@ -27,7 +64,7 @@ pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> a
         PointerCommand::Inspect(args) => inspect(&dd, args, printer),
         PointerCommand::Publish(args) => {
             let cid = parse_cid(&args.cid)?;
-            networked(&dd, &args.net, printer, |p, pb| async move {
+            networked(&dd, &args.net, None, printer, |p, pb| async move {
                 pb.set_message(format!("publishing {cid}"));
                 let started = Instant::now();
                 let published = p.publish(&cid).await?;
@@ -52,40 +89,318 @@ pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> a
                 Ok(())
             })
         }
-        PointerCommand::Discover(net) => networked(&dd, net, printer, |p, pb| async move {
-            pb.set_message("discovering the latest pointer version");
-            let started = Instant::now();
-            let d = p.discover().await?;
-            let ms = started.elapsed().as_millis() as u64;
-            pb.finish_and_clear();
-            let human = match &d.cid {
-                Some(cid) => format!(
-                    "latest: {cid} at version {} ({} versions probed, {} RPCs, {ms} ms)",
-                    d.valid_version,
-                    d.probes,
-                    p.client().rpc_count()
-                ),
-                None => format!(
-                    "no pointer published yet ({} versions probed, {} RPCs, {ms} ms)",
-                    d.probes,
-                    p.client().rpc_count()
-                ),
-            };
-            printer.result(
-                &human,
-                &json!({
-                    "cid": d.cid.map(|c| c.to_string()),
-                    "version": d.valid_version,
-                    "included_version": d.included_version,
-                    "skipped": d.skipped.iter().map(|(v, r)| json!({"version": v, "reason": r})).collect::<Vec<_>>(),
-                    "probes": d.probes,
-                    "rpc_count": p.client().rpc_count(),
-                    "elapsed_ms": ms,
-                }),
-            )?;
-            Ok(())
-        }),
+        PointerCommand::Discover(args) => {
+            let fetcher = CarFetcher::new(&args.fetch)?;
+            networked(
+                &dd,
+                &args.net,
+                fetcher.as_ref().map(CarFetcher::check),
+                printer,
+                |p, pb| async move {
+                    discover(
+                        &p,
+                        &pb,
+                        fetcher.as_ref(),
+                        args.fetch.out.as_deref(),
+                        printer,
+                    )
+                    .await
+                },
+            )
+        }
+        PointerCommand::AcceptCorruptStreak(args) => {
+            let fetcher = CarFetcher::new(&args.fetch)?;
+            networked(
+                &dd,
+                &args.net,
+                fetcher.as_ref().map(CarFetcher::check),
+                printer,
+                |p, pb| async move {
+                    if overrides_allowed() {
+                        printer.warn(OVERRIDE_WARNING);
+                    }
+                    let limit = p.accept_corrupt_streak(args.limit).map_err(denied_hint)?;
+                    pb.println(format!(
+                        "this discovery may walk back past {limit} invalid versions"
+                    ));
+                    discover(
+                        &p,
+                        &pb,
+                        fetcher.as_ref(),
+                        args.fetch.out.as_deref(),
+                        printer,
+                    )
+                    .await
+                },
+            )
+        }
+        PointerCommand::AcceptCarLoss(args) => {
+            let fetcher = CarFetcher::new(&PointerFetchArgs {
+                gateway: args.gateways.gateway.clone(),
+                out: None,
+                no_fetch: false,
+            })?;
+            let cid = args.cid.as_deref().map(parse_cid).transpose()?;
+            networked(
+                &dd,
+                &args.net,
+                fetcher.as_ref().map(CarFetcher::check),
+                printer,
+                |p, pb| async move {
+                    let local = match cid {
+                        Some(c) => c,
+                        None => match p.local_state()?.local_cid {
+                            Some(c) => parse_cid(&c)?,
+                            None => {
+                                return Err(exit::user(
+                                    "this device has no state CID on record; pass --cid with the \
+                                 CID of its current state",
+                                ));
+                            }
+                        },
+                    };
+                    if overrides_allowed() {
+                        printer.warn(OVERRIDE_WARNING);
+                    }
+                    pb.set_message(format!(
+                        "accepting the loss of version {}'s CAR",
+                        args.version
+                    ));
+                    let published = p
+                        .accept_car_loss(args.version, &local)
+                        .await
+                        .map_err(denied_hint)?;
+                    pb.finish_and_clear();
+                    printer.result(
+                    &format!(
+                        "accepted the loss of version {}'s snapshot CAR; republished {local} at \
+                         version {}",
+                        args.version, published.version
+                    ),
+                    &json!({
+                        "lost_version": args.version,
+                        "cid": local.to_string(),
+                        "version": published.version,
+                        "conflicts": published.conflicts,
+                    }),
+                )?;
+                    Ok(())
+                },
+            )
+        }
+        PointerCommand::ClearPendingMarker(net) => {
+            networked(&dd, net, None, printer, |p, pb| async move {
+                if overrides_allowed() {
+                    printer.warn(OVERRIDE_WARNING);
+                }
+                let version = p.clear_pending_marker().map_err(denied_hint)?;
+                pb.finish_and_clear();
+                let human = match version {
+                    Some(v) => format!(
+                        "cleared the pending marker of version {v}; publishing is blocked \
+                         (marker_cleared) until the next successful `pointer discover`"
+                    ),
+                    None => "there was no pending marker; publishing is blocked (marker_cleared) \
+                             until the next successful `pointer discover`"
+                        .to_owned(),
+                };
+                printer.result(
+                    &human,
+                    &json!({"cleared_marker_version": version, "blocked": "marker_cleared"}),
+                )?;
+                Ok(())
+            })
+        }
     }
+}
+
+/// Budget of one version's CAR fetch across all gateways (the reference wiring's
+/// outer 60 s), so a walk-back over dead gateways ends in minutes, not hours.
+pub(crate) const CAR_FETCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What happened to one CID's CAR during discovery.
+enum CarOutcome {
+    Fetched {
+        bytes: Vec<u8>,
+        blocks: usize,
+        from: String,
+        failures: Vec<String>,
+    },
+    Failed(String),
+}
+
+/// The content check of discovery: fetch the CAR under a decoded CID from the
+/// gateways with every block verified (the IPFS client), remembering the outcome
+/// for the report and `--out`.
+struct CarFetcher {
+    ipfs: IpfsClient,
+    outcomes: Arc<Mutex<HashMap<Cid, CarOutcome>>>,
+}
+
+impl CarFetcher {
+    /// None with `--no-fetch`.
+    fn new(args: &PointerFetchArgs) -> anyhow::Result<Option<Self>> {
+        if args.no_fetch {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            ipfs: super::ipfs::client_with(
+                &args.gateway,
+                GatewayConfig::default().with_total_budget(CAR_FETCH_BUDGET),
+            )?,
+            outcomes: Arc::default(),
+        }))
+    }
+
+    fn check(&self) -> ContentCheck {
+        let (ipfs, outcomes) = (self.ipfs.clone(), self.outcomes.clone());
+        Arc::new(move |cid: Cid| {
+            let (ipfs, outcomes) = (ipfs.clone(), outcomes.clone());
+            Box::pin(async move {
+                let (status, outcome) = match ipfs.fetch_car(&cid).await {
+                    Ok(fetched) => {
+                        let from = match &fetched.source {
+                            Source::Local => "the local cache".to_owned(),
+                            Source::Gateway { url, endpoint } => format!("{url} ({endpoint})"),
+                            other => format!("{other:?}"),
+                        };
+                        let outcome = CarOutcome::Fetched {
+                            blocks: fetched.car.blocks().len(),
+                            bytes: fetched.car.encode(),
+                            from,
+                            failures: fetched.failures.iter().map(ToString::to_string).collect(),
+                        };
+                        (ContentStatus::Valid, outcome)
+                    }
+                    // A CID kind no gateway may serve: the pointer itself is bad.
+                    Err(e @ FetchError::Unsupported(_)) => {
+                        (ContentStatus::Invalid, CarOutcome::Failed(e.to_string()))
+                    }
+                    Err(e) => (
+                        ContentStatus::Unavailable,
+                        CarOutcome::Failed(e.to_string()),
+                    ),
+                };
+                outcomes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(cid, outcome);
+                status
+            })
+        })
+    }
+
+    fn take(&self, cid: &Cid) -> Option<CarOutcome> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(cid)
+    }
+
+    fn failed(&self) -> Vec<(Cid, String)> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|(c, o)| match o {
+                CarOutcome::Failed(e) => Some((*c, e.clone())),
+                CarOutcome::Fetched { .. } => None,
+            })
+            .collect()
+    }
+}
+
+async fn discover(
+    p: &Pointer,
+    pb: &indicatif::ProgressBar,
+    fetcher: Option<&CarFetcher>,
+    out: Option<&Path>,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    pb.set_message("discovering the latest pointer version");
+    let started = Instant::now();
+    let result = p.discover().await;
+    let ms = started.elapsed().as_millis() as u64;
+    pb.finish_and_clear();
+    for (cid, e) in fetcher.map(CarFetcher::failed).unwrap_or_default() {
+        printer.warn(&format!("CAR of {cid} not fetched: {e}"));
+    }
+    let d = match result {
+        Ok(d) => d,
+        Err(e @ DiscoverError::ContentUnavailable { .. }) => {
+            return Err(anyhow::Error::new(e).context(
+                "no gateway delivers the snapshot CAR of the latest version, nor of any \
+                 version below it (CAR_UNAVAILABLE): the local version is not advanced and \
+                 publishing is refused until a discovery fetches it",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let outcome = match (&d.cid, fetcher) {
+        (Some(cid), Some(f)) => f.take(cid),
+        _ => None,
+    };
+    let mut car = serde_json::Value::Null;
+    let mut car_line = String::new();
+    if let Some(CarOutcome::Fetched {
+        bytes,
+        blocks,
+        from,
+        failures,
+    }) = &outcome
+    {
+        for f in failures {
+            printer.warn(&format!("skipped gateway {f}"));
+        }
+        if let Some(out) = out {
+            std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+        }
+        car_line = format!(
+            "\nsnapshot CAR fetched and verified: {blocks} blocks, {} bytes, from {from}{}",
+            bytes.len(),
+            out.map(|o| format!("; wrote {}", o.display()))
+                .unwrap_or_default()
+        );
+        car = json!({
+            "fetched": true,
+            "verified": true,
+            "bytes": bytes.len(),
+            "blocks": blocks,
+            "from": from,
+            "output": out,
+            "skipped_gateways": failures,
+        });
+    } else if d.cid.is_some() && fetcher.is_none() {
+        car_line = "\nsnapshot CAR not fetched (--no-fetch)".to_owned();
+        car = json!({"fetched": false, "verified": false});
+    }
+    let human = match &d.cid {
+        Some(cid) => format!(
+            "latest: {cid} at version {} ({} versions probed, {} RPCs, {ms} ms){car_line}",
+            d.valid_version,
+            d.probes,
+            p.client().rpc_count()
+        ),
+        None => format!(
+            "no pointer published yet ({} versions probed, {} RPCs, {ms} ms)",
+            d.probes,
+            p.client().rpc_count()
+        ),
+    };
+    printer.result(
+        &human,
+        &json!({
+            "cid": d.cid.map(|c| c.to_string()),
+            "version": d.valid_version,
+            "included_version": d.included_version,
+            "skipped": d.skipped.iter().map(|(v, r)| json!({"version": v, "reason": r})).collect::<Vec<_>>(),
+            "probes": d.probes,
+            "rpc_count": p.client().rpc_count(),
+            "elapsed_ms": ms,
+            "car": car,
+        }),
+    )?;
+    Ok(())
 }
 
 fn parse_cid(s: &str) -> anyhow::Result<cid::Cid> {
@@ -95,11 +410,12 @@ fn parse_cid(s: &str) -> anyhow::Result<cid::Cid> {
 fn networked<F, Fut>(
     dd: &DataDir,
     net: &PointerNetArgs,
+    content: Option<ContentCheck>,
     printer: &Printer,
     f: F,
 ) -> anyhow::Result<()>
 where
-    F: FnOnce(std::sync::Arc<Pointer>, indicatif::ProgressBar) -> Fut,
+    F: FnOnce(Arc<Pointer>, indicatif::ProgressBar) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let tb_bytes = std::fs::read(&net.trust_base).map_err(|e| {
@@ -116,16 +432,18 @@ where
     rt.block_on(async {
         let client = AggregatorClient::new(&net.aggregator, ClientConfig::default())?;
         let (tx, mut rx) = tokio::sync::mpsc::channel(EVENT_CHANNEL_CAP);
-        let pointer = std::sync::Arc::new(
-            Pointer::new(
-                &keys.pointer,
-                client,
-                trust_base,
-                state,
-                PointerConfig::default(),
-            )?
-            .with_events(tx),
-        );
+        let mut pointer = Pointer::new(
+            &keys.pointer,
+            client,
+            trust_base,
+            state,
+            PointerConfig::default().with_operator_overrides(overrides_allowed()),
+        )?
+        .with_events(tx);
+        if let Some(check) = content {
+            pointer = pointer.with_content_check(check);
+        }
+        let pointer = Arc::new(pointer);
         let pb = printer.spinner();
         let pb2 = pb.clone();
         let progress = tokio::spawn(async move {
@@ -155,6 +473,12 @@ where
                     }
                     PointerEvent::VersionSkipped { version, reason } => {
                         pb2.println(format!("skipping version {version}: {reason}"));
+                    }
+                    PointerEvent::VersionSkippedUnfetchable { version, attempts } => {
+                        pb2.println(format!(
+                            "skipping version {version}: no gateway delivers its snapshot CAR \
+                             ({attempts} failed fetches recorded)"
+                        ));
                     }
                     _ => {}
                 }
