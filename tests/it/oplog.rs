@@ -280,6 +280,58 @@ fn out_of_order_ingestion_resolves_from_the_pending_table_after_a_restart() {
 }
 
 #[test]
+fn a_full_pending_table_rejects_new_gaps_and_drains_once_the_gap_is_filled() {
+    let w = wallet(4);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.db");
+    let cap = 3;
+    let config = || StoreConfig::default().with_max_pending(cap);
+    rt().block_on(async {
+        let writer = mem(&w.oplog, 7);
+        for i in 0..8u8 {
+            writer.put(format!("k{i}"), vec![i]).await.unwrap();
+        }
+        let es = all_entries(&writer).await;
+        let s = Store::open(&path, &w.oplog, [1; 8], config()).unwrap();
+        // seq 1 is missing: seqs 2..=4 fill the table, 5 and 6 are refused
+        let r = s.ingest(es[1..6].to_vec()).await.unwrap();
+        assert_eq!(r.pending.len(), cap);
+        let reasons: Vec<_> = r
+            .rejected
+            .iter()
+            .map(|(i, why)| (*i, why.clone()))
+            .collect();
+        assert_eq!(reasons.len(), 2);
+        for (i, why) in reasons {
+            assert!(i >= cap, "the first gaps are kept, later ones refused: {i}");
+            assert!(
+                matches!(why, Rejected::PendingFull { max } if max == cap),
+                "{why:?}"
+            );
+        }
+        // a duplicate of a kept entry is still recognised while full
+        let r = s.ingest(vec![es[1].clone()]).await.unwrap();
+        assert_eq!((r.pending.len(), r.rejected.len()), (1, 0));
+        s.shutdown().await.unwrap();
+
+        // the cap holds across a restart, and the gap filler drains the table
+        let s = Store::open(&path, &w.oplog, [1; 8], config()).unwrap();
+        let r = s.ingest(vec![es[6].clone()]).await.unwrap();
+        assert!(matches!(r.rejected[0].1, Rejected::PendingFull { .. }));
+        let r = s.ingest(vec![es[0].clone()]).await.unwrap();
+        assert_eq!(r.applied.len(), 4, "seq 1 and the three pending ones");
+        assert_eq!(s.version_vector().await.unwrap().get(&[7; 8]), 4);
+        // the refused entries are accepted now that there is room (and no gap)
+        let r = s.ingest(es[4..8].to_vec()).await.unwrap();
+        assert_eq!(r.applied.len(), 4);
+        assert_eq!(
+            s.state_digest().await.unwrap(),
+            writer.state_digest().await.unwrap()
+        );
+    });
+}
+
+#[test]
 fn rejections_are_typed_and_a_fork_raises_an_event() {
     let w = wallet(4);
     let other = wallet(5);

@@ -501,6 +501,8 @@ pub(crate) struct Db {
     devices: HashMap<DeviceId, Dev>,
     by_idx: HashMap<i64, DeviceId>,
     lamport: u64,
+    /// Most rows in `pending` ([`MAX_PENDING`] unless configured lower).
+    pub(crate) max_pending: usize,
 }
 
 /// What happened to one remote entry.
@@ -585,6 +587,7 @@ impl Db {
             devices: HashMap::new(),
             by_idx: HashMap::new(),
             lamport: 0,
+            max_pending: MAX_PENDING,
         };
         db.load_devices().map_err(|e| match e {
             StoreError::Sqlite(source) => sql(source),
@@ -986,9 +989,9 @@ impl Db {
             .conn
             .prepare_cached("SELECT count(*) FROM pending")?
             .query_row([], |r| r.get(0))?;
-        if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_PENDING {
+        if usize::try_from(count).unwrap_or(usize::MAX) >= self.max_pending {
             return Err(IngestErr::Rejected(Rejected::PendingFull {
-                max: MAX_PENDING,
+                max: self.max_pending,
             }));
         }
         self.conn

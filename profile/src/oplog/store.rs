@@ -30,8 +30,8 @@ use super::db::{self, Db, Record};
 use super::entry::{self, DeviceId, LogKeys, MAX_BODY_PLAINTEXT, MAX_OPS, Op};
 use super::error::{DecodeError, OpenError, StoreError};
 use super::{
-    CHANGE_CAP, COMMAND_CAP, Change, Durability, IngestReport, MAX_INGEST, MAX_PAGE, Page,
-    Snapshot, VersionVector,
+    CHANGE_CAP, COMMAND_CAP, Change, Durability, IngestReport, MAX_INGEST, MAX_PAGE, MAX_PENDING,
+    Page, Snapshot, VersionVector,
 };
 use crate::datadir::DataDir;
 use crate::keys::OplogKeys;
@@ -41,10 +41,27 @@ use crate::keys::OplogKeys;
 /// write, so it never waits).
 pub const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(100);
 
-/// Store settings. Defaults: [`Durability::Process`].
-#[derive(Debug, Clone, Default)]
+/// How long the store thread keeps polling for the next command after finishing one
+/// before it sleeps. A writer that awaits each put sends the next one a few µs after
+/// the reply; catching it while still awake saves the sleep/wake-up round trip through
+/// the kernel (tens of µs on a VM), which is a large share of a single put.
+pub const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Store settings. Defaults: [`Durability::Process`], at most [`MAX_PENDING`] pending
+/// entries.
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
     durability: Durability,
+    max_pending: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::default(),
+            max_pending: MAX_PENDING,
+        }
+    }
 }
 
 impl StoreConfig {
@@ -58,6 +75,20 @@ impl StoreConfig {
     /// The configured durability.
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// Keeps at most `n` entries waiting for a predecessor (clamped to
+    /// 1..=[`MAX_PENDING`]); more are rejected with
+    /// [`Rejected::PendingFull`](super::Rejected::PendingFull) until the gap is filled.
+    #[must_use]
+    pub fn with_max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n.clamp(1, MAX_PENDING);
+        self
+    }
+
+    /// The configured pending cap.
+    pub fn max_pending(&self) -> usize {
+        self.max_pending
     }
 }
 
@@ -171,7 +202,8 @@ impl Store {
         }
         .map_err(sql)?;
         db::configure(&conn, config.durability, path.is_none()).map_err(sql)?;
-        let (db, _) = Db::init(conn, log_keys.clone(), device)?;
+        let (mut db, _) = Db::init(conn, log_keys.clone(), device)?;
+        db.max_pending = config.max_pending;
         let reader = match path {
             Some(p) => {
                 let r = Connection::open_with_flags(
@@ -527,7 +559,7 @@ fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<
     // (at most GROUP_LINGER) lets them share the next entry instead of the one after.
     let mut last_group = 1usize;
     loop {
-        let cmd = match next.take() {
+        let cmd = match next.take().or_else(|| spin_recv(&mut rx)) {
             Some(c) => c,
             None => match rx.blocking_recv() {
                 Some(c) => c,
@@ -576,6 +608,21 @@ fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<
                 last_group = group.len();
                 commit_group(&mut db, group, changes);
             }
+        }
+    }
+}
+
+/// Polls for a command for at most [`IDLE_SPIN`] without sleeping.
+fn spin_recv(rx: &mut mpsc::Receiver<Command>) -> Option<Command> {
+    let until = std::time::Instant::now() + IDLE_SPIN;
+    loop {
+        match rx.try_recv() {
+            Ok(c) => return Some(c),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() >= until => {
+                return None;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
         }
     }
 }
