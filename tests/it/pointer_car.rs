@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::pointer_flow::device_with;
 use axum::Router;
 use axum::http::header;
 use cid::Cid;
 use k256::ecdsa::SigningKey;
-use sphere_pointer::client::{AggregatorClient, ClientConfig};
 use sphere_pointer::error::{DiscoverError, OverrideError, PublishError};
 use sphere_pointer::events::{EVENT_CHANNEL_CAP, PointerEvent};
 use sphere_pointer::pointer::{
@@ -29,8 +29,6 @@ use sphere_profile::ipfs::server::RunningGateway;
 use sphere_profile::ipfs::{
     BlockCache, Car, CarLimits, FailureCause, GatewayConfig, GatewayUrl, IpfsClient, VerifiedBlock,
 };
-use sphere_profile::keys::PointerSeeds;
-use sphere_profile::secret::Secret32;
 use tokio::sync::mpsc;
 
 async fn aggregator() -> AggregatorServer {
@@ -86,26 +84,8 @@ fn car_check(client: IpfsClient) -> ContentCheck {
     })
 }
 
-fn seeds(tag: u8) -> PointerSeeds {
-    PointerSeeds::derive(&Secret32::new([tag; 32]))
-}
-
 fn device(agg: &AggregatorServer, tag: u8, config: PointerConfig) -> Pointer {
-    let client = AggregatorClient::new(
-        &agg.url(),
-        ClientConfig::default().with_backoff(Duration::from_millis(10), Duration::from_millis(100)),
-    )
-    .unwrap();
-    Pointer::new(
-        &seeds(tag),
-        client,
-        agg.trust_base().clone(),
-        PointerState::in_memory().unwrap(),
-        config
-            .with_confirm_timeout(Duration::from_secs(20))
-            .with_initial_probe(16),
-    )
-    .unwrap()
+    device_with(agg, tag, PointerState::in_memory().unwrap(), config)
 }
 
 fn drain(mut rx: mpsc::Receiver<PointerEvent>) -> Vec<PointerEvent> {

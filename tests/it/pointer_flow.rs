@@ -33,11 +33,22 @@ async fn server() -> AggregatorServer {
     .unwrap()
 }
 
-fn seeds(tag: u8) -> PointerSeeds {
+pub(crate) fn seeds(tag: u8) -> PointerSeeds {
     PointerSeeds::derive(&Secret32::new([tag; 32]))
 }
 
 fn device(srv: &AggregatorServer, tag: u8, state: PointerState) -> Pointer {
+    device_with(srv, tag, state, PointerConfig::default())
+}
+
+/// A device of wallet `tag` on `srv`, with test-sized back-off, confirmation timeout
+/// and first probe.
+pub(crate) fn device_with(
+    srv: &AggregatorServer,
+    tag: u8,
+    state: PointerState,
+    config: PointerConfig,
+) -> Pointer {
     let client = AggregatorClient::new(
         &srv.url(),
         ClientConfig::default().with_backoff(Duration::from_millis(10), Duration::from_millis(100)),
@@ -48,7 +59,7 @@ fn device(srv: &AggregatorServer, tag: u8, state: PointerState) -> Pointer {
         client,
         srv.trust_base().clone(),
         state,
-        PointerConfig::default()
+        config
             .with_confirm_timeout(Duration::from_secs(20))
             .with_initial_probe(16),
     )

@@ -90,49 +90,19 @@ pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> a
             })
         }
         PointerCommand::Discover(args) => {
-            let fetcher = CarFetcher::new(&args.fetch)?;
-            networked(
-                &dd,
-                &args.net,
-                fetcher.as_ref().map(CarFetcher::check),
-                printer,
-                |p, pb| async move {
-                    discover(
-                        &p,
-                        &pb,
-                        fetcher.as_ref(),
-                        args.fetch.out.as_deref(),
-                        printer,
-                    )
-                    .await
-                },
-            )
+            discover_with(&dd, &args.net, &args.fetch, printer, |_, _| Ok(()))
         }
         PointerCommand::AcceptCorruptStreak(args) => {
-            let fetcher = CarFetcher::new(&args.fetch)?;
-            networked(
-                &dd,
-                &args.net,
-                fetcher.as_ref().map(CarFetcher::check),
-                printer,
-                |p, pb| async move {
-                    if overrides_allowed() {
-                        printer.warn(OVERRIDE_WARNING);
-                    }
-                    let limit = p.accept_corrupt_streak(args.limit).map_err(denied_hint)?;
-                    pb.println(format!(
-                        "this discovery may walk back past {limit} invalid versions"
-                    ));
-                    discover(
-                        &p,
-                        &pb,
-                        fetcher.as_ref(),
-                        args.fetch.out.as_deref(),
-                        printer,
-                    )
-                    .await
-                },
-            )
+            discover_with(&dd, &args.net, &args.fetch, printer, |p, pb| {
+                if overrides_allowed() {
+                    printer.warn(OVERRIDE_WARNING);
+                }
+                let limit = p.accept_corrupt_streak(args.limit).map_err(denied_hint)?;
+                pb.println(format!(
+                    "this discovery may walk back past {limit} invalid versions"
+                ));
+                Ok(())
+            })
         }
         PointerCommand::AcceptCarLoss(args) => {
             let fetcher = CarFetcher::new(&PointerFetchArgs {
@@ -405,6 +375,28 @@ async fn discover(
 
 fn parse_cid(s: &str) -> anyhow::Result<cid::Cid> {
     cid::Cid::from_str(s).map_err(|e| exit::user(format!("--cid {s:?} is not a CID: {e}")))
+}
+
+/// One discovery (fetching the CAR unless `--no-fetch`), after `before` has run with
+/// the pointer set up.
+fn discover_with(
+    dd: &DataDir,
+    net: &PointerNetArgs,
+    fetch: &PointerFetchArgs,
+    printer: &Printer,
+    before: impl FnOnce(&Pointer, &indicatif::ProgressBar) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let fetcher = CarFetcher::new(fetch)?;
+    networked(
+        dd,
+        net,
+        fetcher.as_ref().map(CarFetcher::check),
+        printer,
+        |p, pb| async move {
+            before(&p, &pb)?;
+            discover(&p, &pb, fetcher.as_ref(), fetch.out.as_deref(), printer).await
+        },
+    )
 }
 
 fn networked<F, Fut>(
