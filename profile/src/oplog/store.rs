@@ -26,6 +26,7 @@ use cid::Cid;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
 use super::db::{self, Db, Record};
 use super::entry::{self, DeviceId, LogKeys, MAX_BODY_PLAINTEXT, MAX_OPS, Op};
 use super::error::{DecodeError, OpenError, StoreError};
@@ -204,6 +205,9 @@ impl Store {
         db::configure(&conn, config.durability, path.is_none()).map_err(sql)?;
         let (mut db, _) = Db::init(conn, log_keys.clone(), device)?;
         db.max_pending = config.max_pending;
+        let checkpointer = path
+            .map(|p| Checkpointer::start(p, &mut db.conn))
+            .transpose()?;
         let reader = match path {
             Some(p) => {
                 let r = Connection::open_with_flags(
@@ -225,7 +229,9 @@ impl Store {
             .name("oplog-store".into())
             .spawn(move || {
                 run(db, rx, &thread_changes);
-                // The lock goes only after the connection is closed.
+                // `run` closed the writer connection; the checkpoint thread's goes next,
+                // and the lock only after both.
+                drop(checkpointer);
                 drop(dir);
             })
             .map_err(OpenError::Thread)?;
