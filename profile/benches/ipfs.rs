@@ -112,6 +112,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `-- --profile`: only the on-disk pin+fetch loop, for `perf record`.
+    if std::env::args().any(|a| a == "--profile") {
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = Arc::new(BlockCache::open(&dir.path().join("gateway.db")).unwrap());
+        let (full, pin) = pin_fetch(&rt, on_disk);
+        println!("pin+fetch {full:?}, pin {pin:?}");
+        return;
+    }
     let sample = make_car(0);
     let car_len = sample.encode().len();
     println!(
