@@ -9,9 +9,14 @@
 //! the same gateway; a gateway whose bytes fail verification (any block, the root,
 //! completeness) or that exceeds a size cap is skipped at once, without retries; a
 //! transient failure (network, 5xx, 429, time-out) is retried with jittered
-//! exponential backoff up to the configured attempts. Every verified block is written
-//! back to the cache. The result lists every failure met on the way, so callers can
+//! exponential backoff up to the configured attempts; on the trustless endpoint a
+//! retry after a body broke off asks only for the rest (`Range: bytes=N-`) and keeps
+//! verifying across the seam, or starts over if the gateway ignores the Range. Every
+//! verified block is written back to the cache. The result lists every failure met on the way, so callers can
 //! report a lying gateway even when another one delivered.
+//!
+//! **Probe** (`has`): `HEAD /ipfs/{cid}` on each gateway in order with its own
+//! short timeout; the first 2xx answers, 404 moves on. Nothing is verified.
 //!
 //! **Pin** (`pin_car`): the CAR is verified and written to the cache first; then the
 //! first gateway that accepts it wins (failover, not replication): Kubo's
@@ -24,7 +29,7 @@
 //! gateways; running out of it yields [`FetchError::Budget`]/[`PinError::Budget`].
 //! Sizes: Content-Length over the cap is refused before reading; bodies are counted
 //! while streaming and dropped as soon as they pass the cap. Any `Content-Encoding`
-//! is refused (the bytes must be hashed as sent).
+//! is refused ([`FailureCause::ContentEncoding`]: the bytes must be hashed as sent).
 //!
 //! Cancel safety: every method may be dropped at an await point; the cache is only
 //! written in whole transactions.
