@@ -443,16 +443,36 @@ impl CarStream {
                 limit: self.limits.max_bytes,
             });
         }
+        let mut chunk = chunk;
+        // Finish the section cut by the previous chunk, copying only its missing bytes,
+        // then parse the rest straight from `chunk`.
+        while !self.tail.is_empty() && !chunk.is_empty() {
+            let want = match varint(&self.tail)? {
+                Some((len, head)) => {
+                    let total = (head as u64).saturating_add(len);
+                    let total = usize::try_from(total).unwrap_or(usize::MAX);
+                    total.saturating_sub(self.tail.len()).max(1)
+                }
+                None => 1,
+            };
+            let take = want.min(chunk.len());
+            let (head, rest) = chunk.split_at(take);
+            self.tail.extend_from_slice(head);
+            chunk = rest;
+            let tail = std::mem::take(&mut self.tail);
+            let used = self.take_frames(&tail)?;
+            if used < tail.len() {
+                // Still incomplete (or a varint still being assembled).
+                self.tail = tail;
+                self.tail.drain(..used);
+            }
+        }
         if self.tail.is_empty() {
             let used = self.take_frames(chunk)?;
             self.tail
                 .extend_from_slice(chunk.get(used..).unwrap_or_default());
         } else {
-            let mut buf = std::mem::take(&mut self.tail);
-            buf.extend_from_slice(chunk);
-            let used = self.take_frames(&buf)?;
-            buf.drain(..used);
-            self.tail = buf;
+            self.tail.extend_from_slice(chunk);
         }
         Ok(())
     }
@@ -814,7 +834,64 @@ mod tests {
         ));
     }
 
+    /// Feeds `bytes` to a [`CarStream`] cut at `cuts`.
+    fn streamed(bytes: &[u8], want: Cid, cuts: &[usize]) -> Result<Car, CarError> {
+        let mut s = CarStream::new(want, CarLimits::default());
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.sort_unstable();
+        let mut at = 0;
+        for p in points.into_iter().chain([bytes.len()]) {
+            s.feed(&bytes[at..p])?;
+            at = p;
+        }
+        assert_eq!(s.received(), bytes.len() as u64);
+        s.finish()
+    }
+
+    #[test]
+    fn streaming_at_every_cut_gives_the_same_car() {
+        let (root, blocks) = sample(6);
+        let car = Car::from_blocks(root, blocks, &CarLimits::default()).unwrap();
+        let bytes = car.encode();
+        for a in 0..=bytes.len() {
+            assert_eq!(streamed(&bytes, root, &[a]).unwrap(), car, "cut at {a}");
+        }
+        let every: Vec<usize> = (0..bytes.len()).collect();
+        assert_eq!(streamed(&bytes, root, &every).unwrap(), car);
+        let other = cid_of(RAW, b"other").unwrap();
+        assert!(matches!(
+            streamed(&bytes, other, &[3]),
+            Err(CarError::WrongRoot { .. })
+        ));
+        assert!(streamed(&bytes[..bytes.len() - 1], root, &[]).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn streamed_mutations_are_refused_or_equal(
+            at in any::<usize>(),
+            flip in 1u8..,
+            cuts in proptest::collection::vec(any::<usize>(), 0..5),
+        ) {
+            let (root, blocks) = sample(4);
+            let good = encode(&root, &blocks);
+            let mut bad = good.clone();
+            let i = at % bad.len();
+            bad[i] ^= flip;
+            if let Ok(car) = streamed(&bad, root, &cuts) {
+                prop_assert_eq!(car.encode(), good);
+            }
+        }
+
+        #[test]
+        fn streamed_random_bytes_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..2048),
+            cuts in proptest::collection::vec(any::<usize>(), 0..5),
+        ) {
+            let root = cid_of(RAW, b"x").unwrap();
+            let _ = streamed(&data, root, &cuts);
+        }
+
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = Car::decode(&data, &CarLimits::default());
