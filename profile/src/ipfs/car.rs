@@ -311,7 +311,8 @@ struct Header {
 fn varint(bytes: &[u8]) -> Result<Option<(u64, usize)>, CarError> {
     let mut value: u64 = 0;
     for (i, b) in bytes.iter().enumerate().take(9) {
-        value |= u64::from(b & 0x7f) << (7 * i as u32);
+        // i < 9, so the shift is below 63.
+        value |= u64::from(b & 0x7f) << (7u32.saturating_mul(i as u32));
         if b & 0x80 == 0 {
             if *b == 0 && i > 0 {
                 return Err(CarError::Malformed(
@@ -369,12 +370,14 @@ fn read_header(bytes: &[u8]) -> Result<(Cid, &[u8]), CarError> {
     Ok((parse_header(body)?, bytes.get(used..).unwrap_or_default()))
 }
 
-/// The next block frame at the start of `bytes`, not yet verified: the CID, the
-/// block bytes and the frame's length; `None` if `bytes` ends inside the frame.
+/// One block frame, not yet verified: the CID, the block bytes, the frame's length.
+pub(crate) type Frame<'a> = (Cid, &'a [u8], usize);
+
+/// The next block frame at the start of `bytes`; `None` if `bytes` ends inside it.
 ///
 /// # Errors
 /// [`CarError::Malformed`] for a bad length or CID.
-pub(crate) fn next_frame(bytes: &[u8]) -> Result<Option<(Cid, &[u8], usize)>, CarError> {
+pub(crate) fn next_frame(bytes: &[u8]) -> Result<Option<Frame<'_>>, CarError> {
     // A frame holds a CID and a block; the block limit is checked, naming the CID,
     // when the block is verified.
     let max = (MAX_BLOCK_BYTES as u64).saturating_add(MAX_CID_BYTES);

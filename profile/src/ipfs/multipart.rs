@@ -372,7 +372,11 @@ fn part_name(head: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
-#[expect(clippy::indexing_slicing, reason = "tests index fixtures they built")]
+#[expect(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "tests index fixtures they built"
+)]
 mod tests {
     use proptest::prelude::*;
 

@@ -364,6 +364,10 @@ fn requested_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
 
 /// What to send for a `Range` over a body of `total` bytes: the window and the
 /// 206 headers, or a 416 response when it starts past the end.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the response to send at once; one per request"
+)]
 fn range_window(
     range: (u64, Option<u64>),
     total: u64,

@@ -8,6 +8,10 @@
 //! (the body is dropped as soon as it passes it) and the stall timeout (no chunk for
 //! that long fails the read), and maps every problem to a typed [`FailureCause`].
 //! [`range_start`] checks that a `206 Partial Content` answer starts where asked.
+#![expect(
+    clippy::result_large_err,
+    reason = "failure causes carry the CIDs they are about; the error path is cold"
+)]
 
 use std::time::Duration;
 
