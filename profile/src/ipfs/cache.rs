@@ -28,7 +28,7 @@
 //!   sit in one leaf page instead of a chain of 4 KiB overflow pages, which measured
 //!   about 1.5× faster bulk inserts of 10 KiB blocks. Existing files keep their size.
 //! * Checkpoints run on a background thread with its own connection
-//!   ([`Checkpointer`]), woken after each write transaction, instead of inside the
+//!   (`Checkpointer`), woken after each write transaction, instead of inside the
 //!   `COMMIT` of whichever write crosses SQLite's 1,000-page threshold. That inline
 //!   checkpoint (copy the WAL into the database, two `fsync`s) was two thirds of the
 //!   time of storing a 10 MiB CAR. What a commit guarantees is unchanged: it is
