@@ -243,9 +243,11 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let on_disk = Arc::new(BlockCache::open(&dir.path().join("gateway.db")).unwrap());
     let (full_disk, pin_disk, cpu_disk) = pin_fetch(&rt, on_disk);
-    let (full_mem, pin_mem, cpu_mem) =
-        pin_fetch(&rt, Arc::new(BlockCache::in_memory().unwrap()));
-    println!("load average before {load_before}, after {}", load_average());
+    let (full_mem, pin_mem, cpu_mem) = pin_fetch(&rt, Arc::new(BlockCache::in_memory().unwrap()));
+    println!(
+        "load average before {load_before}, after {}",
+        load_average()
+    );
 
     println!(
         "baseline  HTTP up+down, no verify : {:>8.1} ms  {:>7.1} MB/s  cpu {baseline_cpu:.0} ms/run",
