@@ -196,6 +196,42 @@ async fn a_cut_download_resumes_with_range_and_verifies_across_the_seam() {
 }
 
 #[tokio::test]
+async fn a_break_after_the_last_byte_ends_with_416_and_the_car_is_kept() {
+    // The first answer promises 10 bytes more than the CAR and closes after the CAR;
+    // the resumed request is past the end (416), so what arrived is checked as it is.
+    let car = sample_car(8, 700);
+    let bytes = car.encode();
+    let len = bytes.len();
+    let ranges: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let r = ranges.clone();
+    let url = serve_raw(move |n, range| {
+        r.lock().unwrap().push(range);
+        if n == 0 {
+            let mut padded = bytes.clone();
+            padded.extend_from_slice(&[0; 10]);
+            return Answer {
+                head: "HTTP/1.1 200 OK".into(),
+                body: padded,
+                cut: Some(len),
+            };
+        }
+        Answer {
+            head: format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}"),
+            body: Vec::new(),
+            cut: None,
+        }
+    })
+    .await;
+    let client = IpfsClient::new(config().with_gateway(gw(&url))).unwrap();
+    let fetched = client.fetch_car(car.root()).await.unwrap();
+    assert_eq!(fetched.car, car);
+    assert_eq!(
+        *ranges.lock().unwrap(),
+        vec![None, Some(format!("bytes={len}-"))]
+    );
+}
+
+#[tokio::test]
 async fn a_server_ignoring_range_is_read_again_from_the_start() {
     let car = sample_car(30, 2000);
     let bytes = car.encode();

@@ -332,7 +332,12 @@ impl IpfsClient {
                 .http
                 .post(gw.url("api/v0/dag/export", &[("arg", &root.to_string())])),
         };
-        let resp = self.send(req).await?;
+        let resp = match self.send(req).await {
+            // Nothing after byte N: the break came after the last byte. Whether the
+            // CAR is really complete is for `CarStream::finish` to say.
+            Err(FailureCause::Status { status: 416, .. }) if resume => return Ok(()),
+            other => other?,
+        };
         if resume && resp.status() == StatusCode::PARTIAL_CONTENT {
             stream::range_start(&resp, offset)?;
             check_headers(&resp, limits.max_bytes().saturating_sub(offset))?;
