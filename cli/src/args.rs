@@ -104,6 +104,14 @@ pub(crate) enum IpfsCommand {
         #[command(flatten)]
         gateways: IpfsGateways,
     },
+    /// Ask the gateways, in order, whether they have CID (`HEAD /ipfs/CID`). Exit 0
+    /// if one has it, 1 if those that answered do not, 2 if none could be asked.
+    Has {
+        /// The CID.
+        cid: String,
+        #[command(flatten)]
+        gateways: IpfsGateways,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,19 @@ impl std::fmt::Display for UserError {
 
 impl std::error::Error for UserError {}
 
+/// An outcome already reported on stdout that still needs a non-zero exit code
+/// (`ipfs has` for "not available"): nothing more is printed.
+#[derive(Debug)]
+pub(crate) struct Quiet(pub(crate) u8);
+
+impl std::fmt::Display for Quiet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Quiet {}
+
 /// Shorthand for a user error.
 pub(crate) fn user(msg: impl Into<String>) -> anyhow::Error {
     UserError(msg.into()).into()
@@ -83,6 +96,9 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub(crate) fn report(printer: &Printer, err: &anyhow::Error) -> ExitCode {
     if is_broken_pipe(err) {
         return ExitCode::SUCCESS;
+    }
+    if let Some(Quiet(code)) = err.downcast_ref::<Quiet>() {
+        return ExitCode::from(*code);
     }
     let code = if is_user_error(err) { 1 } else { 2 };
     printer.error(err, code);

@@ -322,3 +322,73 @@ fn ipfs_pin_and_fetch_round_trip_through_the_cli_with_a_dead_gateway_first() {
     );
     gateway.stop();
 }
+
+#[test]
+fn ipfs_has_answers_with_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&dir.path().join("gw"));
+    let car = sample_car();
+    let car_path = dir.path().join("in.car");
+    std::fs::write(&car_path, car.encode()).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sphere-cli"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let pin = cli(&[
+        "ipfs",
+        "pin",
+        car_path.to_str().unwrap(),
+        "--gateway",
+        &gateway.url,
+    ]);
+    assert!(
+        pin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pin.stderr)
+    );
+
+    // Available: exit 0, the gateway and the root block's size.
+    let root = car.root().to_string();
+    let has = cli(&["--json", "ipfs", "has", &root, "--gateway", &gateway.url]);
+    assert_eq!(
+        has.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&has.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&has.stdout).unwrap();
+    assert_eq!(v["available"], true);
+    assert_eq!(v["gateway"], format!("{}/", gateway.url));
+    assert_eq!(v["content_length"], car.blocks()[0].data().len());
+
+    // Absent: exit 1, one JSON object saying so, no error text.
+    let absent = cid_of(RAW, b"not pinned anywhere").unwrap().to_string();
+    let has = cli(&["--json", "ipfs", "has", &absent, "--gateway", &gateway.url]);
+    assert_eq!(has.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&has.stdout).unwrap();
+    assert_eq!(v["available"], false);
+    assert_eq!(v["absent"][0], format!("{}/", gateway.url));
+    let human = cli(&["ipfs", "has", &absent, "--gateway", &gateway.url]);
+    assert_eq!(human.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&human.stdout).contains("is not available"));
+
+    // Nobody could be asked: exit 2 (unknown, not "absent").
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let has = cli(&["ipfs", "has", &root, "--gateway", &dead]);
+    assert_eq!(
+        has.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&has.stderr)
+    );
+
+    // Not a CID: a user error.
+    let bad = cli(&["ipfs", "has", "not-a-cid", "--gateway", &gateway.url]);
+    assert_eq!(bad.status.code(), Some(1));
+    gateway.stop();
+}

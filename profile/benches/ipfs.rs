@@ -3,8 +3,11 @@
 //! the same run: the same bytes uploaded and downloaded over the same kind of
 //! loopback HTTP connection by a server that neither parses nor stores them.
 //!
-//! Run: `cargo bench -p sphere-profile --bench ipfs`. Prints medians and ratios;
-//! the figures go into `docs/benchmarks.md` (IPFS section).
+//! Run: `cargo bench -p sphere-profile --bench ipfs`. Prints medians and ratios,
+//! the process CPU time per run (user + system of all threads, client and gateway
+//! together, `CLOCK_PROCESS_CPUTIME_ID`), and the load average before and after; the
+//! figures go into `docs/benchmarks.md` (IPFS section). `-- --profile` runs only the
+//! on-disk pin+fetch loop, for `perf record`.
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 #![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
 #![allow(missing_docs, reason = "a benchmark binary")]
@@ -65,23 +68,55 @@ fn mbps(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
 
-/// Times `f` on fresh CARs: WARMUP untimed runs, then RUNS timed ones.
+/// CPU time of this process so far (user + system, all threads, including those
+/// that already exited), from `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`: exact, unlike
+/// the 10 ms ticks of `/proc/self/stat`, which miss short-lived threads.
+fn cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPU time per timed run of the last [`measure`], for the report.
+static LAST_CPU: std::sync::Mutex<Duration> = std::sync::Mutex::new(Duration::ZERO);
+
+/// Times `f` on fresh CARs: WARMUP untimed runs, then RUNS timed ones (the CARs are
+/// built before each timed section, outside the CPU count too).
 fn measure(rt: &tokio::runtime::Runtime, mut f: impl AsyncFnMut(&Car, Vec<u8>)) -> Vec<Duration> {
     let mut times = Vec::new();
+    let mut cpu = Duration::ZERO;
     for i in 0..WARMUP + RUNS {
         let car = make_car(i as u64 + 1);
         let bytes = car.encode();
+        let cpu0 = cpu_time();
         let start = Instant::now();
         rt.block_on(f(&car, bytes));
         if i >= WARMUP {
             times.push(start.elapsed());
+            cpu += cpu_time().saturating_sub(cpu0);
         }
     }
+    *LAST_CPU.lock().unwrap() = cpu / RUNS as u32;
     times
 }
 
+fn last_cpu_ms() -> f64 {
+    LAST_CPU.lock().unwrap().as_secs_f64() * 1e3
+}
+
 /// Medians of pin+fetch+verify and of the pin alone, against a gateway over `store`.
-fn pin_fetch(rt: &tokio::runtime::Runtime, store: Arc<BlockCache>) -> (Duration, Duration) {
+fn pin_fetch(rt: &tokio::runtime::Runtime, store: Arc<BlockCache>) -> (Duration, Duration, f64) {
     let gw = rt
         .block_on(RunningGateway::start(
             "127.0.0.1:0".parse().unwrap(),
@@ -102,8 +137,9 @@ fn pin_fetch(rt: &tokio::runtime::Runtime, store: Arc<BlockCache>) -> (Duration,
         assert_eq!(fetched.car.blocks().len(), BLOCKS);
     }));
     let pin = median(pin_times.split_off(WARMUP));
+    let cpu = last_cpu_ms();
     rt.block_on(gw.shutdown()).unwrap();
-    (full, pin)
+    (full, pin, cpu)
 }
 
 fn main() {
@@ -112,6 +148,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `-- --profile`: only the on-disk pin+fetch loop, for `perf record`.
+    if std::env::args().any(|a| a == "--profile") {
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = Arc::new(BlockCache::open(&dir.path().join("gateway.db")).unwrap());
+        let (full, pin, _) = pin_fetch(&rt, on_disk);
+        println!("pin+fetch {full:?}, pin {pin:?}");
+        return;
+    }
     let sample = make_car(0);
     let car_len = sample.encode().len();
     println!(
@@ -148,6 +192,7 @@ fn main() {
         format!("http://{addr}")
     });
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let load_before = load_average();
     let baseline = median(measure(&rt, async |_car, bytes| {
         http.post(format!("{base_url}/up"))
             .body(bytes)
@@ -164,12 +209,14 @@ fn main() {
             .unwrap();
         assert_eq!(back.len(), car_len);
     }));
+    let baseline_cpu = last_cpu_ms();
 
     // Verification alone (no network): decode + re-hash + DAG walk.
     let verify_only = median(measure(&rt, async |car, bytes| {
         let back = Car::decode_expecting(&bytes, car.root(), &CarLimits::default()).unwrap();
         assert_eq!(back.blocks().len(), BLOCKS);
     }));
+    let verify_cpu = last_cpu_ms();
 
     // Where the time goes: hashing alone, and the SQLite store alone.
     let hash_only = median(measure(&rt, async |_car, bytes| {
@@ -188,22 +235,27 @@ fn main() {
         get_times.push(t.elapsed());
     }));
     let sqlite_get = median(get_times.split_off(WARMUP));
+    let sqlite_cpu = last_cpu_ms();
 
     // The real thing: pin (dag/import into the gateway's SQLite) + fetch (trustless
     // CAR) + verify every block, fresh client without a cache; the gateway's store
     // first on disk (WAL file), then in memory.
     let dir = tempfile::tempdir().unwrap();
     let on_disk = Arc::new(BlockCache::open(&dir.path().join("gateway.db")).unwrap());
-    let (full_disk, pin_disk) = pin_fetch(&rt, on_disk);
-    let (full_mem, pin_mem) = pin_fetch(&rt, Arc::new(BlockCache::in_memory().unwrap()));
+    let (full_disk, pin_disk, cpu_disk) = pin_fetch(&rt, on_disk);
+    let (full_mem, pin_mem, cpu_mem) = pin_fetch(&rt, Arc::new(BlockCache::in_memory().unwrap()));
+    println!(
+        "load average before {load_before}, after {}",
+        load_average()
+    );
 
     println!(
-        "baseline  HTTP up+down, no verify : {:>8.1} ms  {:>7.1} MB/s",
+        "baseline  HTTP up+down, no verify : {:>8.1} ms  {:>7.1} MB/s  cpu {baseline_cpu:.0} ms/run",
         baseline.as_secs_f64() * 1e3,
         mbps(car_len, baseline)
     );
     println!(
-        "verify    decode+hash+walk only   : {:>8.1} ms  {:>7.1} MB/s",
+        "verify    decode+hash+walk only   : {:>8.1} ms  {:>7.1} MB/s  cpu {verify_cpu:.0} ms/run",
         verify_only.as_secs_f64() * 1e3,
         mbps(car_len, verify_only)
     );
@@ -213,14 +265,14 @@ fn main() {
         mbps(car_len, hash_only)
     );
     println!(
-        "sqlite    put+get (incl. re-hash) : {:>8.1} ms  {:>7.1} MB/s  (get alone {:.1} ms)",
+        "sqlite    put+get (incl. re-hash) : {:>8.1} ms  {:>7.1} MB/s  (get alone {:.1} ms)  cpu {sqlite_cpu:.0} ms/run",
         sqlite_put.as_secs_f64() * 1e3,
         mbps(car_len, sqlite_put),
         sqlite_get.as_secs_f64() * 1e3
     );
-    for (label, full, pin) in [
-        ("gateway store on disk", full_disk, pin_disk),
-        ("gateway store in memory", full_mem, pin_mem),
+    for (label, full, pin, cpu) in [
+        ("gateway store on disk", full_disk, pin_disk, cpu_disk),
+        ("gateway store in memory", full_mem, pin_mem, cpu_mem),
     ] {
         println!("-- {label}");
         println!(
@@ -229,7 +281,7 @@ fn main() {
             mbps(car_len, pin)
         );
         println!(
-            "pin+fetch+verify                  : {:>8.1} ms  {:>7.1} MB/s  (target >= 100 MB/s)",
+            "pin+fetch+verify                  : {:>8.1} ms  {:>7.1} MB/s  (target >= 100 MB/s)  cpu {cpu:.0} ms/run",
             full.as_secs_f64() * 1e3,
             mbps(car_len, full)
         );

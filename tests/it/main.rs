@@ -11,6 +11,8 @@ mod shared;
 
 /// IPFS client against real loopback gateways: honest, tampering, truncating, stalling, oversize.
 mod ipfs;
+/// IPFS HTTP Range resume, `Content-Encoding` refusal, `HEAD` availability probes.
+mod ipfs_range;
 /// The OpLog store: convergence, tombstones, pending, rejections, snapshots.
 mod oplog;
 /// Discovery that fetches the snapshot CAR from real gateways; CAR_UNAVAILABLE; overrides.

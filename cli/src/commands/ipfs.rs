@@ -1,5 +1,6 @@
-//! `sphere-cli ipfs pin|fetch`: a CAR to and from IPFS gateways, every block verified
-//! against its CID, failing over gateway by gateway in the order given.
+//! `sphere-cli ipfs pin|fetch|has`: a CAR to and from IPFS gateways, every block
+//! verified against its CID, failing over gateway by gateway in the order given;
+//! and the availability probe.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use serde_json::json;
 use sphere_profile::ipfs::{GatewayConfig, GatewayUrl, IpfsClient, Source};
 
 use crate::args::{IpfsCommand, IpfsGateways};
-use crate::exit::user;
+use crate::exit::{Quiet, user};
 use crate::output::Printer;
 
 fn client(gateways: &IpfsGateways) -> anyhow::Result<IpfsClient> {
@@ -46,6 +47,7 @@ pub(crate) fn run(cmd: &IpfsCommand, printer: &Printer) -> anyhow::Result<()> {
                 output,
                 gateways,
             } => fetch(cid, output, gateways, printer).await,
+            IpfsCommand::Has { cid, gateways } => has(cid, gateways, printer).await,
         }
     })
 }
@@ -99,4 +101,39 @@ async fn fetch(
         &json!({"root": root.to_string(), "blocks": fetched.car.blocks().len(), "bytes": bytes.len(), "from": from, "output": output}),
     )?;
     Ok(())
+}
+
+async fn has(cid: &str, gateways: &IpfsGateways, printer: &Printer) -> anyhow::Result<()> {
+    let root = cid
+        .parse()
+        .map_err(|e| user(format!("{cid} is not a CID: {e}")))?;
+    let probe = client(gateways)?.has(&root).await?;
+    for f in &probe.failures {
+        printer.warn(&format!("{} could not be asked: {}", f.gateway, f.cause));
+    }
+    let failed: Vec<&str> = probe.failures.iter().map(|f| f.gateway.as_str()).collect();
+    match &probe.found {
+        Some(found) => {
+            let size = found
+                .content_length
+                .map_or_else(String::new, |n| format!(" ({n} bytes)"));
+            printer.result(
+                &format!("{root} is available on {}{size}", found.gateway),
+                &json!({"cid": root.to_string(), "available": true, "gateway": found.gateway,
+                        "content_length": found.content_length, "absent": probe.absent, "failed": failed}),
+            )?;
+            Ok(())
+        }
+        None => {
+            printer.result(
+                &format!(
+                    "{root} is not available (absent on {})",
+                    probe.absent.join(", ")
+                ),
+                &json!({"cid": root.to_string(), "available": false, "gateway": null,
+                        "content_length": null, "absent": probe.absent, "failed": failed}),
+            )?;
+            Err(Quiet(1).into())
+        }
+    }
 }

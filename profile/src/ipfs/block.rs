@@ -119,6 +119,19 @@ impl VerifiedBlock {
         Ok(Self { cid, data })
     }
 
+    /// Verifies `data` against `cid` with a block-size limit, copying the bytes only
+    /// once they matched.
+    ///
+    /// # Errors
+    /// The [`BlockError`] that [`verify`] reports.
+    pub fn from_slice(cid: Cid, data: &[u8], max_len: usize) -> Result<Self, BlockError> {
+        verify(&cid, data, max_len)?;
+        Ok(Self {
+            cid,
+            data: data.to_vec(),
+        })
+    }
+
     /// A block read back from this crate's own store, where only verified blocks
     /// are written. Used by the embedded gateway, whose clients re-verify anyway.
     #[cfg(feature = "server")]

@@ -22,6 +22,20 @@
 //! may lose the last transactions, which for a cache of content-addressed copies
 //! costs a refetch, never a wrong block.
 //!
+//! # Files opened with [`BlockCache::open`]
+//!
+//! * A new file gets [`PAGE_SIZE`] (64 KiB) pages: blocks of a few KiB to 64 KiB then
+//!   sit in one leaf page instead of a chain of 4 KiB overflow pages, which measured
+//!   about 1.5× faster bulk inserts of 10 KiB blocks. Existing files keep their size.
+//! * Checkpoints run on a background thread with its own connection
+//!   (`Checkpointer`), woken after each write transaction, instead of inside the
+//!   `COMMIT` of whichever write crosses SQLite's 1,000-page threshold. That inline
+//!   checkpoint (copy the WAL into the database, two `fsync`s) was two thirds of the
+//!   time of storing a 10 MiB CAR. What a commit guarantees is unchanged: it is
+//!   durable once its commit frame is in the WAL. As a backstop, if the background
+//!   thread falls behind, SQLite's own auto-checkpoint still runs once the WAL passes
+//!   [`WAL_BACKSTOP_BYTES`].
+//!
 //! One `rusqlite::Connection` is owned behind a mutex; every method is one short
 //! statement or one transaction. Async callers run bulk writes on a blocking thread.
 
@@ -33,6 +47,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::block::{MAX_BLOCK_BYTES, VerifiedBlock};
 use super::error::CacheError;
+
+/// Page size of block store files created by [`BlockCache::open`] (bytes): 64 KiB.
+pub const PAGE_SIZE: u32 = 64 * 1024;
+/// Page cache of each connection (bytes): 16 MiB.
+pub const CACHE_BYTES: u32 = 16 * 1024 * 1024;
+/// WAL size at which SQLite checkpoints inline if the background thread has not
+/// (bytes): 256 MiB.
+pub const WAL_BACKSTOP_BYTES: u32 = 256 * 1024 * 1024;
+/// Size the WAL file is truncated back to after a checkpoint (bytes): 64 MiB.
+pub const WAL_KEEP_BYTES: u32 = 64 * 1024 * 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ipfs_blocks_v1 (cid BLOB PRIMARY KEY, data BLOB NOT NULL);
@@ -48,6 +72,58 @@ const UPSERT_BLOCK: &str = "INSERT INTO ipfs_blocks_v1 (cid, data) VALUES (?1, ?
 #[derive(Debug)]
 pub struct BlockCache {
     conn: Mutex<Connection>,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// The background checkpoint thread of a file store: waits for a wake-up (sent after
+/// each write transaction; a bounded channel of one, so wake-ups coalesce), then runs
+/// `PRAGMA wal_checkpoint(PASSIVE)` on its own connection, which neither blocks nor
+/// waits for readers and writers. Dropping it stops and joins the thread.
+#[derive(Debug)]
+struct Checkpointer {
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self, CacheError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("ipfs-checkpoint".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    });
+                    if let Err(e) = done {
+                        tracing::warn!(error = %e, "block store checkpoint failed; SQLite will retry inline");
+                    }
+                }
+            })
+            .map_err(|e| CacheError::Io(e.to_string()))?;
+        Ok(Self {
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    fn wake(&self) {
+        if let Some(w) = &self.wake {
+            // Full means a checkpoint is already due: coalesce.
+            let _ = w.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.wake = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl BlockCache {
@@ -57,11 +133,20 @@ impl BlockCache {
     /// [`CacheError::Sqlite`] if the file cannot be opened or set up.
     pub fn open(path: &Path) -> Result<Self, CacheError> {
         let conn = Connection::open(path)?;
+        // Only takes effect on a new, empty file (before WAL is switched on).
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Self::from_connection(conn)
+        let page: u32 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let page = page.max(512);
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_BYTES / page)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
+        conn.pragma_update(None, "cache_size", -i64::from(CACHE_BYTES / 1024))?;
+        let mut store = Self::from_connection(conn)?;
+        store.checkpointer = Some(Checkpointer::start(path)?);
+        Ok(store)
     }
 
     /// A store that lives in memory only (tests, benchmarks, no-cache clients).
@@ -81,7 +166,15 @@ impl BlockCache {
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            checkpointer: None,
         })
+    }
+
+    /// Tells the checkpoint thread (file stores) that the WAL grew.
+    fn wrote(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.wake();
+        }
     }
 
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, CacheError> {
@@ -116,6 +209,19 @@ impl BlockCache {
         Ok(data.map(|d| VerifiedBlock::from_store(*cid, d)))
     }
 
+    /// The size of the stored block `cid` (without reading it), if stored.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn stored_len(&self, cid: &Cid) -> Result<Option<u64>, CacheError> {
+        let len: Option<i64> = self
+            .conn()?
+            .prepare_cached("SELECT length(data) FROM ipfs_blocks_v1 WHERE cid = ?1")?
+            .query_row(params![cid.to_bytes()], |r| r.get(0))
+            .optional()?;
+        Ok(len.map(|n| u64::try_from(n).unwrap_or(0)))
+    }
+
     /// Whether `cid` is stored (without reading it).
     ///
     /// # Errors
@@ -146,6 +252,8 @@ impl BlockCache {
             }
         }
         tx.commit()?;
+        drop(conn);
+        self.wrote();
         Ok(new)
     }
 
@@ -178,6 +286,8 @@ impl BlockCache {
             }
         }
         tx.commit()?;
+        drop(conn);
+        self.wrote();
         Ok(new)
     }
 

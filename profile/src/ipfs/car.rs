@@ -24,10 +24,9 @@
 )]
 
 use std::collections::{HashMap, HashSet};
-use std::io::Cursor;
 
 use cid::Cid;
-use iroh_car::{CarHeader, CarReader, CarWriter};
+use iroh_car::{CarHeader, CarWriter};
 
 use super::block::{MAX_BLOCK_BYTES, VerifiedBlock};
 use super::error::CarError;
@@ -145,7 +144,7 @@ impl Car {
                 limit: limits.max_bytes,
             });
         }
-        let (root, frames) = futures::executor::block_on(read_frames(bytes, limits))?;
+        let (root, mut rest) = read_header(bytes)?;
         if let Some(want) = want
             && root != *want
         {
@@ -153,6 +152,19 @@ impl Car {
                 want: *want,
                 got: root,
             });
+        }
+        let mut frames = Vec::new();
+        while let Some((cid, data, used)) = next_frame(rest)? {
+            if frames.len() >= limits.max_blocks {
+                return Err(CarError::TooManyBlocks {
+                    limit: limits.max_blocks,
+                });
+            }
+            frames.push((cid, data));
+            rest = rest.get(used..).unwrap_or_default();
+        }
+        if !rest.is_empty() {
+            return Err(CarError::Malformed("truncated block frame".into()));
         }
         let blocks = verify_all(frames, limits.max_block_bytes)?;
         Self::from_blocks(root, blocks, limits)
@@ -220,30 +232,44 @@ impl Car {
     pub fn encode(&self) -> Vec<u8> {
         encode(&self.root, &self.blocks)
     }
+
+    /// Appends the CARv1 bytes to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_into(out, &self.root, &self.blocks);
+    }
 }
 
 /// Writes `blocks` as a CARv1 with the single root `root`, in the order given.
 /// Used by [`Car::encode`] and by tests that need deliberately bad CARs.
 #[must_use]
 pub fn encode(root: &Cid, blocks: &[VerifiedBlock]) -> Vec<u8> {
-    let estimate = blocks.iter().fold(64usize, |acc, b| {
+    let mut out = Vec::with_capacity(encoded_len_estimate(blocks));
+    encode_into(&mut out, root, blocks);
+    out
+}
+
+fn encoded_len_estimate(blocks: &[VerifiedBlock]) -> usize {
+    blocks.iter().fold(64usize, |acc, b| {
         acc.saturating_add(b.data().len()).saturating_add(48)
-    });
-    futures::executor::block_on(async {
-        let mut w = CarWriter::new(CarHeader::new_v1(vec![*root]), Vec::with_capacity(estimate));
-        // An empty CAR still carries its header.
+    })
+}
+
+/// Appends the CARv1 of `blocks` under `root` to `out` (no intermediate copy).
+pub fn encode_into(out: &mut Vec<u8>, root: &Cid, blocks: &[VerifiedBlock]) {
+    out.reserve(encoded_len_estimate(blocks));
+    let header = futures::executor::block_on(async {
+        let mut w = CarWriter::new(CarHeader::new_v1(vec![*root]), Vec::with_capacity(64));
         w.write_header()
             .await
             .expect("writing a CAR header into a Vec cannot fail");
-        for b in blocks {
-            w.write(*b.cid(), b.data())
-                .await
-                .expect("writing a block into a Vec cannot fail");
-        }
         w.finish()
             .await
             .expect("finishing a Vec writer cannot fail")
-    })
+    });
+    out.extend_from_slice(&header);
+    for b in blocks {
+        write_frame(out, b);
+    }
 }
 
 /// Appends one CARv1 block frame to `out`: unsigned LEB128 of `len(CID) + len(data)`,
@@ -264,35 +290,242 @@ pub fn write_frame(out: &mut Vec<u8>, block: &VerifiedBlock) {
     out.extend_from_slice(block.data());
 }
 
-/// Reads the header and all block frames (not yet verified).
-async fn read_frames(
-    bytes: &[u8],
-    limits: &CarLimits,
-) -> Result<(Cid, Vec<(Cid, Vec<u8>)>), CarError> {
-    let mut reader = CarReader::new(Cursor::new(bytes))
-        .await
-        .map_err(|e| CarError::Malformed(e.to_string()))?;
-    if reader.header().version() != 1 {
-        return Err(CarError::UnsupportedVersion(reader.header().version()));
+/// Largest CAR header read (bytes): 64 KiB; a one-root header is about 60.
+pub const MAX_HEADER_BYTES: u64 = 64 * 1024;
+/// Longest binary CID read from a frame (bytes); the CIDs accepted here are 36.
+const MAX_CID_BYTES: u64 = 128;
+
+/// The CARv1 header as DAG-CBOR.
+#[derive(serde::Deserialize)]
+struct Header {
+    #[serde(default)]
+    roots: Vec<Cid>,
+    version: u64,
+}
+
+/// An unsigned LEB128 at the start of `bytes`: `Some((value, length))`, or `None`
+/// if `bytes` ends inside it.
+///
+/// # Errors
+/// [`CarError::Malformed`] for a varint over 9 bytes or not minimally encoded.
+fn varint(bytes: &[u8]) -> Result<Option<(u64, usize)>, CarError> {
+    let mut value: u64 = 0;
+    for (i, b) in bytes.iter().enumerate().take(9) {
+        // i < 9, so the shift is below 63.
+        value |= u64::from(b & 0x7f) << (7u32.saturating_mul(i as u32));
+        if b & 0x80 == 0 {
+            if *b == 0 && i > 0 {
+                return Err(CarError::Malformed(
+                    "varint is not minimally encoded".into(),
+                ));
+            }
+            return Ok(Some((value, i.saturating_add(1))));
+        }
     }
-    let root = match reader.header().roots() {
-        [root] => *root,
-        roots => return Err(CarError::RootCount(roots.len())),
+    if bytes.len() >= 9 {
+        return Err(CarError::Malformed("varint longer than 9 bytes".into()));
+    }
+    Ok(None)
+}
+
+/// A length-prefixed section at the start of `bytes` whose length may not exceed
+/// `max`: `Some((section, bytes used))`, or `None` if `bytes` ends inside it.
+fn section<'a>(
+    bytes: &'a [u8],
+    max: u64,
+    what: &str,
+) -> Result<Option<(&'a [u8], usize)>, CarError> {
+    let Some((len, head)) = varint(bytes)? else {
+        return Ok(None);
     };
-    let mut frames = Vec::new();
-    while let Some(frame) = reader
-        .next_block()
-        .await
-        .map_err(|e| CarError::Malformed(e.to_string()))?
-    {
-        if frames.len() >= limits.max_blocks {
-            return Err(CarError::TooManyBlocks {
-                limit: limits.max_blocks,
+    if len == 0 || len > max {
+        return Err(CarError::Malformed(format!(
+            "{what} of {len} bytes (allowed 1 to {max})"
+        )));
+    }
+    let len = usize::try_from(len).map_err(|_| CarError::Malformed("length overflow".into()))?;
+    let end = head
+        .checked_add(len)
+        .ok_or_else(|| CarError::Malformed("length overflow".into()))?;
+    Ok(bytes.get(head..end).map(|s| (s, end)))
+}
+
+/// Decodes a complete header section (after its length prefix).
+fn parse_header(body: &[u8]) -> Result<Cid, CarError> {
+    let h: Header = serde_ipld_dagcbor::from_slice(body)
+        .map_err(|e| CarError::Malformed(format!("header: {e}")))?;
+    if h.version != 1 {
+        return Err(CarError::UnsupportedVersion(h.version));
+    }
+    match h.roots.as_slice() {
+        [root] => Ok(*root),
+        roots => Err(CarError::RootCount(roots.len())),
+    }
+}
+
+/// The header of a whole CAR in memory: the root and the bytes after the header.
+fn read_header(bytes: &[u8]) -> Result<(Cid, &[u8]), CarError> {
+    let (body, used) = section(bytes, MAX_HEADER_BYTES, "header")?
+        .ok_or_else(|| CarError::Malformed("truncated header".into()))?;
+    Ok((parse_header(body)?, bytes.get(used..).unwrap_or_default()))
+}
+
+/// One block frame, not yet verified: the CID, the block bytes, the frame's length.
+pub(crate) type Frame<'a> = (Cid, &'a [u8], usize);
+
+/// The next block frame at the start of `bytes`; `None` if `bytes` ends inside it.
+///
+/// # Errors
+/// [`CarError::Malformed`] for a bad length or CID.
+pub(crate) fn next_frame(bytes: &[u8]) -> Result<Option<Frame<'_>>, CarError> {
+    // A frame holds a CID and a block; the block limit is checked, naming the CID,
+    // when the block is verified.
+    let max = (MAX_BLOCK_BYTES as u64).saturating_add(MAX_CID_BYTES);
+    let Some((frame, used)) = section(bytes, max, "block frame")? else {
+        return Ok(None);
+    };
+    let mut rest = frame;
+    let cid = Cid::read_bytes(&mut rest)
+        .map_err(|e| CarError::Malformed(format!("block frame CID: {e}")))?;
+    Ok(Some((cid, rest, used)))
+}
+
+/// A CARv1 read while it arrives: [`CarStream::feed`] takes bytes in whatever
+/// pieces the network delivers, verifies each block as soon as its frame is
+/// complete (so hashing overlaps the transfer), and keeps the unfinished tail, so a
+/// transfer cut mid-frame can be resumed from [`CarStream::received`] and verified
+/// across the seam. [`CarStream::finish`] applies the checks that need the whole
+/// CAR (completeness, no strays). The root must be `want` when one is given,
+/// checked as soon as the header is in.
+#[derive(Debug)]
+pub(crate) struct CarStream {
+    want: Option<Cid>,
+    limits: CarLimits,
+    root: Option<Cid>,
+    tail: Vec<u8>,
+    received: u64,
+    blocks: Vec<VerifiedBlock>,
+}
+
+impl CarStream {
+    /// A CAR whose root must be `want`.
+    pub(crate) fn new(want: Cid, limits: CarLimits) -> Self {
+        Self::with_root(Some(want), limits)
+    }
+
+    /// A CAR with any single root (uploads).
+    #[cfg(feature = "server")]
+    pub(crate) fn any_root(limits: CarLimits) -> Self {
+        Self::with_root(None, limits)
+    }
+
+    fn with_root(want: Option<Cid>, limits: CarLimits) -> Self {
+        Self {
+            want,
+            limits,
+            root: None,
+            tail: Vec::new(),
+            received: 0,
+            blocks: Vec::new(),
+        }
+    }
+
+    /// Bytes of the CAR taken so far (the offset to resume from).
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Takes the next bytes of the CAR.
+    ///
+    /// # Errors
+    /// [`CarError::TooLarge`] past the byte cap, or what verification finds.
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), CarError> {
+        self.received = self.received.saturating_add(chunk.len() as u64);
+        if self.received > self.limits.max_bytes {
+            return Err(CarError::TooLarge {
+                limit: self.limits.max_bytes,
             });
         }
-        frames.push(frame);
+        let mut chunk = chunk;
+        // Finish the section cut by the previous chunk, copying only its missing bytes,
+        // then parse the rest straight from `chunk`.
+        while !self.tail.is_empty() && !chunk.is_empty() {
+            let want = match varint(&self.tail)? {
+                Some((len, head)) => {
+                    let total = (head as u64).saturating_add(len);
+                    let total = usize::try_from(total).unwrap_or(usize::MAX);
+                    total.saturating_sub(self.tail.len()).max(1)
+                }
+                None => 1,
+            };
+            let take = want.min(chunk.len());
+            let (head, rest) = chunk.split_at(take);
+            self.tail.extend_from_slice(head);
+            chunk = rest;
+            let tail = std::mem::take(&mut self.tail);
+            let used = self.take_frames(&tail)?;
+            if used < tail.len() {
+                // Still incomplete (or a varint still being assembled).
+                self.tail = tail;
+                self.tail.drain(..used);
+            }
+        }
+        if self.tail.is_empty() {
+            let used = self.take_frames(chunk)?;
+            self.tail
+                .extend_from_slice(chunk.get(used..).unwrap_or_default());
+        } else {
+            self.tail.extend_from_slice(chunk);
+        }
+        Ok(())
     }
-    Ok((root, frames))
+
+    /// Parses and verifies the complete sections at the start of `bytes`; returns
+    /// how many bytes they used.
+    fn take_frames(&mut self, bytes: &[u8]) -> Result<usize, CarError> {
+        let mut pos = 0usize;
+        if self.root.is_none() {
+            let Some((body, used)) = section(bytes, MAX_HEADER_BYTES, "header")? else {
+                return Ok(0);
+            };
+            let root = parse_header(body)?;
+            if let Some(want) = self.want
+                && root != want
+            {
+                return Err(CarError::WrongRoot { want, got: root });
+            }
+            self.root = Some(root);
+            pos = used;
+        }
+        while let Some((cid, data, used)) = next_frame(bytes.get(pos..).unwrap_or_default())? {
+            if self.blocks.len() >= self.limits.max_blocks {
+                return Err(CarError::TooManyBlocks {
+                    limit: self.limits.max_blocks,
+                });
+            }
+            self.blocks.push(VerifiedBlock::from_slice(
+                cid,
+                data,
+                self.limits.max_block_bytes,
+            )?);
+            pos = pos.saturating_add(used);
+        }
+        Ok(pos)
+    }
+
+    /// Ends the CAR: the header and every frame must be complete, and the DAG whole.
+    ///
+    /// # Errors
+    /// [`CarError::Malformed`] for a truncated CAR, or what [`Car::from_blocks`] finds.
+    pub(crate) fn finish(self) -> Result<Car, CarError> {
+        let Some(root) = self.root else {
+            return Err(CarError::Malformed("truncated header".into()));
+        };
+        if !self.tail.is_empty() {
+            return Err(CarError::Malformed("truncated block frame".into()));
+        }
+        Car::from_blocks(root, self.blocks, &self.limits)
+    }
 }
 
 /// Below this many bytes a CAR is verified on the calling thread alone.
@@ -300,11 +533,11 @@ const PARALLEL_VERIFY_BYTES: usize = 1024 * 1024;
 /// Most threads used to verify one CAR.
 const MAX_VERIFY_THREADS: usize = 4;
 
-/// Verifies every frame; large CARs are split across up to [`MAX_VERIFY_THREADS`]
-/// scoped threads (SHA-256 dominates decoding). Errors name the first bad block in
-/// CAR order.
+/// Verifies every frame (copying each block once, after its hash matched); large
+/// CARs are split across up to [`MAX_VERIFY_THREADS`] scoped threads (SHA-256
+/// dominates). Errors name the first bad block in CAR order.
 fn verify_all(
-    frames: Vec<(Cid, Vec<u8>)>,
+    frames: Vec<(Cid, &[u8])>,
     max_block_bytes: usize,
 ) -> Result<Vec<VerifiedBlock>, CarError> {
     let total = frames
@@ -313,26 +546,17 @@ fn verify_all(
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(MAX_VERIFY_THREADS);
-    let one = |(cid, data): (Cid, Vec<u8>)| {
-        VerifiedBlock::with_limit(cid, data, max_block_bytes).map_err(CarError::from)
+    let one = |(cid, data): &(Cid, &[u8])| {
+        VerifiedBlock::from_slice(*cid, data, max_block_bytes).map_err(CarError::from)
     };
     if threads < 2 || total < PARALLEL_VERIFY_BYTES {
-        return frames.into_iter().map(one).collect();
+        return frames.iter().map(one).collect();
     }
     let per = frames.len().div_ceil(threads).max(1);
-    let mut chunks: Vec<Vec<(Cid, Vec<u8>)>> = Vec::new();
-    let mut rest = frames.into_iter();
-    loop {
-        let chunk: Vec<_> = rest.by_ref().take(per).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
-    }
     let results: Vec<Result<Vec<VerifiedBlock>, CarError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| s.spawn(move || chunk.into_iter().map(one).collect()))
+        let handles: Vec<_> = frames
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().map(one).collect()))
             .collect();
         handles
             .into_iter()
@@ -342,7 +566,7 @@ fn verify_all(
             })
             .collect()
     });
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(frames.len());
     for r in results {
         out.extend(r?);
     }
@@ -359,9 +583,28 @@ fn verify_all(
 pub fn walk<E>(
     root: &Cid,
     limits: &CarLimits,
-    mut get: impl FnMut(&Cid) -> Result<Option<VerifiedBlock>, E>,
+    get: impl FnMut(&Cid) -> Result<Option<VerifiedBlock>, E>,
 ) -> Result<Result<Vec<VerifiedBlock>, CarError>, E> {
     let mut out = Vec::new();
+    let walked = walk_visit(root, limits, get, |b| {
+        out.push(b);
+        Ok(())
+    })?;
+    Ok(walked.map(|()| out))
+}
+
+/// Like [`walk`], but hands each block to `visit` in pre-order instead of keeping
+/// it, so a walk over a large DAG holds one block at a time (the exporter).
+///
+/// # Errors
+/// `get`'s or `visit`'s error (outer), or a [`CarError`] (inner).
+pub fn walk_visit<E>(
+    root: &Cid,
+    limits: &CarLimits,
+    mut get: impl FnMut(&Cid) -> Result<Option<VerifiedBlock>, E>,
+    mut visit: impl FnMut(VerifiedBlock) -> Result<(), E>,
+) -> Result<Result<(), CarError>, E> {
+    let mut count = 0usize;
     let mut seen: HashSet<Cid> = HashSet::new();
     let mut stack: Vec<(Cid, usize)> = vec![(*root, 0)];
     while let Some((cid, depth)) = stack.pop() {
@@ -373,7 +616,7 @@ pub fn walk<E>(
                 limit: limits.max_depth,
             }));
         }
-        if out.len() >= limits.max_blocks {
+        if count >= limits.max_blocks {
             return Ok(Err(CarError::TooManyBlocks {
                 limit: limits.max_blocks,
             }));
@@ -392,9 +635,23 @@ pub fn walk<E>(
                 stack.push((link, child_depth));
             }
         }
-        out.push(block);
+        count = count.saturating_add(1);
+        visit(block)?;
     }
-    Ok(Ok(out))
+    Ok(Ok(()))
+}
+
+/// Bytes [`write_frame`] appends for `block`.
+#[must_use]
+pub fn frame_len(block: &VerifiedBlock) -> u64 {
+    let body = (block.cid().encoded_len() as u64).saturating_add(block.data().len() as u64);
+    let mut prefix = 1u64;
+    let mut rest = body >> 7;
+    while rest > 0 {
+        prefix = prefix.saturating_add(1);
+        rest >>= 7;
+    }
+    prefix.saturating_add(body)
 }
 
 #[cfg(test)]
@@ -580,7 +837,64 @@ mod tests {
         ));
     }
 
+    /// Feeds `bytes` to a [`CarStream`] cut at `cuts`.
+    fn streamed(bytes: &[u8], want: Cid, cuts: &[usize]) -> Result<Car, CarError> {
+        let mut s = CarStream::new(want, CarLimits::default());
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.sort_unstable();
+        let mut at = 0;
+        for p in points.into_iter().chain([bytes.len()]) {
+            s.feed(&bytes[at..p])?;
+            at = p;
+        }
+        assert_eq!(s.received(), bytes.len() as u64);
+        s.finish()
+    }
+
+    #[test]
+    fn streaming_at_every_cut_gives_the_same_car() {
+        let (root, blocks) = sample(6);
+        let car = Car::from_blocks(root, blocks, &CarLimits::default()).unwrap();
+        let bytes = car.encode();
+        for a in 0..=bytes.len() {
+            assert_eq!(streamed(&bytes, root, &[a]).unwrap(), car, "cut at {a}");
+        }
+        let every: Vec<usize> = (0..bytes.len()).collect();
+        assert_eq!(streamed(&bytes, root, &every).unwrap(), car);
+        let other = cid_of(RAW, b"other").unwrap();
+        assert!(matches!(
+            streamed(&bytes, other, &[3]),
+            Err(CarError::WrongRoot { .. })
+        ));
+        assert!(streamed(&bytes[..bytes.len() - 1], root, &[]).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn streamed_mutations_are_refused_or_equal(
+            at in any::<usize>(),
+            flip in 1u8..,
+            cuts in proptest::collection::vec(any::<usize>(), 0..5),
+        ) {
+            let (root, blocks) = sample(4);
+            let good = encode(&root, &blocks);
+            let mut bad = good.clone();
+            let i = at % bad.len();
+            bad[i] ^= flip;
+            if let Ok(car) = streamed(&bad, root, &cuts) {
+                prop_assert_eq!(car.encode(), good);
+            }
+        }
+
+        #[test]
+        fn streamed_random_bytes_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..2048),
+            cuts in proptest::collection::vec(any::<usize>(), 0..5),
+        ) {
+            let root = cid_of(RAW, b"x").unwrap();
+            let _ = streamed(&data, root, &cuts);
+        }
+
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = Car::decode(&data, &CarLimits::default());

@@ -9,9 +9,14 @@
 //! the same gateway; a gateway whose bytes fail verification (any block, the root,
 //! completeness) or that exceeds a size cap is skipped at once, without retries; a
 //! transient failure (network, 5xx, 429, time-out) is retried with jittered
-//! exponential backoff up to the configured attempts. Every verified block is written
-//! back to the cache. The result lists every failure met on the way, so callers can
+//! exponential backoff up to the configured attempts; on the trustless endpoint a
+//! retry after a body broke off asks only for the rest (`Range: bytes=N-`) and keeps
+//! verifying across the seam, or starts over if the gateway ignores the Range. Every
+//! verified block is written back to the cache. The result lists every failure met on the way, so callers can
 //! report a lying gateway even when another one delivered.
+//!
+//! **Probe** (`has`): `HEAD /ipfs/{cid}` on each gateway in order with its own
+//! short timeout; the first 2xx answers, 404 moves on. Nothing is verified.
 //!
 //! **Pin** (`pin_car`): the CAR is verified and written to the cache first; then the
 //! first gateway that accepts it wins (failover, not replication): Kubo's
@@ -24,7 +29,7 @@
 //! gateways; running out of it yields [`FetchError::Budget`]/[`PinError::Budget`].
 //! Sizes: Content-Length over the cap is refused before reading; bodies are counted
 //! while streaming and dropped as soon as they pass the cap. Any `Content-Encoding`
-//! is refused (the bytes must be hashed as sent).
+//! is refused ([`FailureCause::ContentEncoding`]: the bytes must be hashed as sent).
 //!
 //! Cancel safety: every method may be dropped at an await point; the cache is only
 //! written in whole transactions.
@@ -37,18 +42,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cid::Cid;
-use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, RANGE};
 use reqwest::{Response, StatusCode};
 use tokio::time::Instant;
 
 use super::block::{self, VerifiedBlock};
 use super::cache::BlockCache;
-use super::car::Car;
+use super::car::{Car, CarStream};
 use super::config::{GatewayConfig, GatewayUrl};
 use super::error::{
     CacheError, CarError, ConfigError, FailureCause, FetchError, GatewayFailure, PinError,
 };
-use super::multipart;
+use super::{multipart, stream};
 
 /// Media type of CARv1 responses (trustless gateway spec).
 pub const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
@@ -95,6 +100,26 @@ pub struct Pinned {
     pub endpoint: &'static str,
     /// The gateways (and endpoints) that failed before, in order.
     pub failures: Vec<GatewayFailure>,
+}
+
+/// The answer of an availability probe ([`IpfsClient::has`]).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The first gateway that has the CID, and the `Content-Length` it reported.
+    pub found: Option<Found>,
+    /// The gateways that answered 404, in order.
+    pub absent: Vec<String>,
+    /// The gateways that could not be asked (network, time-out, other statuses).
+    pub failures: Vec<GatewayFailure>,
+}
+
+/// A gateway that has a CID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The gateway's base URL.
+    pub gateway: String,
+    /// The size it reported, if any (the root block's, for a plain `HEAD`).
+    pub content_length: Option<u64>,
 }
 
 /// The IPFS gateway client. Cheap to clone.
@@ -169,10 +194,7 @@ impl IpfsClient {
             for endpoint in [Endpoint::Trustless, Endpoint::DagExport, Endpoint::BlockGet] {
                 let (result, attempts) = match endpoint {
                     Endpoint::BlockGet => (self.walk_blocks(gw, root, deadline).await, 1),
-                    _ => {
-                        self.with_retries(deadline, || self.fetch_whole(gw, endpoint, root))
-                            .await
-                    }
+                    _ => self.fetch_resumable(gw, endpoint, root, deadline).await,
                 };
                 match result {
                     Ok(car) => {
@@ -242,25 +264,93 @@ impl IpfsClient {
         Ok(())
     }
 
-    /// One attempt at a whole-CAR endpoint.
-    async fn fetch_whole(&self, gw: &GatewayUrl, endpoint: Endpoint, root: &Cid) -> Attempt<Car> {
+    /// A whole-CAR endpoint with retries. On the trustless endpoint a retry after a
+    /// body broke off asks for the rest (`Range: bytes=N-`) and verifies across the
+    /// seam; a gateway that ignores the Range (answers 200) is read from the start.
+    async fn fetch_resumable(
+        &self,
+        gw: &GatewayUrl,
+        endpoint: Endpoint,
+        root: &Cid,
+        deadline: Instant,
+    ) -> (Attempt<Car>, u32) {
+        let limits = *self.config.limits();
+        let mut car = CarStream::new(*root, limits);
+        let mut n: u32 = 0;
+        loop {
+            n = n.saturating_add(1);
+            let attempt = self.car_attempt(gw, endpoint, root, &mut car);
+            let result = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(FailureCause::Budget),
+            };
+            match result {
+                Ok(()) => {
+                    let done = std::mem::replace(&mut car, CarStream::new(*root, limits));
+                    return (done.finish().map_err(stream::car_cause), n);
+                }
+                Err(cause) if cause.is_transient() && n < self.config.max_attempts() => {
+                    let delay = backoff(self.config.backoff_base(), self.config.backoff_max(), n);
+                    if Instant::now() + delay >= deadline {
+                        return (Err(FailureCause::Budget), n);
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Err(cause) => return (Err(cause), n),
+            }
+        }
+    }
+
+    /// One request to a whole-CAR endpoint, feeding `car` (resuming it on the
+    /// trustless endpoint when it already holds part of the CAR).
+    async fn car_attempt(
+        &self,
+        gw: &GatewayUrl,
+        endpoint: Endpoint,
+        root: &Cid,
+        car: &mut CarStream,
+    ) -> Attempt<()> {
         let limits = self.config.limits();
+        let offset = car.received();
+        let resume = endpoint == Endpoint::Trustless && offset > 0;
         let req = match endpoint {
-            Endpoint::Trustless => self
-                .http
-                .get(gw.url(
-                    &format!("ipfs/{root}"),
-                    &[("format", "car"), ("dag-scope", "all")],
-                ))
-                .header(ACCEPT, CAR_MEDIA_TYPE),
+            Endpoint::Trustless => {
+                let r = self
+                    .http
+                    .get(gw.url(
+                        &format!("ipfs/{root}"),
+                        &[("format", "car"), ("dag-scope", "all")],
+                    ))
+                    .header(ACCEPT, CAR_MEDIA_TYPE);
+                if resume {
+                    r.header(RANGE, format!("bytes={offset}-"))
+                } else {
+                    r
+                }
+            }
             _ => self
                 .http
                 .post(gw.url("api/v0/dag/export", &[("arg", &root.to_string())])),
         };
-        let resp = self.send(req).await?;
-        check_headers(&resp, limits.max_bytes())?;
+        let resp = match self.send(req).await {
+            // Nothing after byte N: the break came after the last byte. Whether the
+            // CAR is really complete is for `CarStream::finish` to say.
+            Err(FailureCause::Status { status: 416, .. }) if resume => return Ok(()),
+            other => other?,
+        };
+        if resume && resp.status() == StatusCode::PARTIAL_CONTENT {
+            stream::range_start(&resp, offset)?;
+            check_headers(&resp, limits.max_bytes().saturating_sub(offset))?;
+            tracing::debug!(gateway = %gw, offset, "resuming a CAR download");
+        } else {
+            // A full body (the server ignored the Range, or this is the first try).
+            if offset > 0 {
+                *car = CarStream::new(*root, *limits);
+            }
+            check_headers(&resp, limits.max_bytes())?;
+        }
         // Blocks are verified as their frames arrive, overlapping hashing and transfer.
-        super::stream::read_car(resp, root, limits, self.config.stall_timeout()).await
+        stream::read_into(resp, car, self.config.stall_timeout()).await
     }
 
     /// The block-by-block fallback: a depth-first walk with `block/get`, each block
@@ -327,6 +417,90 @@ impl IpfsClient {
             .map_err(|e| FailureCause::Tampered(CarError::Block(e)))
     }
 
+    // ---------------------------------------------------------------- probe
+
+    /// Asks the gateways in order whether they have `cid`: `HEAD /ipfs/{cid}`, each
+    /// answer awaited at most the probe timeout, transient failures retried with
+    /// backoff. Stops at the first gateway that answers 2xx; a 404 means "not
+    /// there" and moves on. The local cache is not consulted: this is about what the
+    /// network can serve. Only the status is trusted, nothing is verified.
+    ///
+    /// # Errors
+    /// [`FetchError::Unsupported`] for a CID kind this client never accepts;
+    /// [`FetchError::NoGateways`]; [`FetchError::AllFailed`] /
+    /// [`FetchError::Budget`] when no gateway gave an answer (neither 2xx nor 404).
+    pub async fn has(&self, cid: &Cid) -> Result<Probe, FetchError> {
+        block::check_cid(cid)?;
+        if self.config.gateways().is_empty() {
+            return Err(FetchError::NoGateways(*cid));
+        }
+        let deadline = Instant::now() + self.config.total_budget();
+        let mut probe = Probe {
+            found: None,
+            absent: Vec::new(),
+            failures: Vec::new(),
+        };
+        for gw in self.config.gateways() {
+            let (result, attempts) = self.with_retries(deadline, || self.head(gw, cid)).await;
+            match result {
+                Ok(content_length) => {
+                    probe.found = Some(Found {
+                        gateway: gw.to_string(),
+                        content_length,
+                    });
+                    return Ok(probe);
+                }
+                Err(FailureCause::Status { status: 404, .. }) => probe.absent.push(gw.to_string()),
+                Err(cause) => {
+                    let budget = cause == FailureCause::Budget;
+                    probe.failures.push(GatewayFailure {
+                        gateway: gw.to_string(),
+                        endpoint: Endpoint::Head.name(),
+                        cause,
+                        attempts,
+                    });
+                    if budget && probe.absent.is_empty() {
+                        return Err(FetchError::Budget {
+                            cid: *cid,
+                            budget: self.config.total_budget(),
+                            failures: probe.failures,
+                        });
+                    }
+                }
+            }
+        }
+        if probe.absent.is_empty() {
+            return Err(FetchError::AllFailed {
+                cid: *cid,
+                failures: probe.failures,
+            });
+        }
+        Ok(probe)
+    }
+
+    /// One `HEAD /ipfs/{cid}`: the reported length on 2xx.
+    async fn head(&self, gw: &GatewayUrl, cid: &Cid) -> Attempt<Option<u64>> {
+        let wait = self.config.probe_timeout();
+        let req = self.http.head(gw.url(&format!("ipfs/{cid}"), &[]));
+        let resp = match tokio::time::timeout(wait, req.send()).await {
+            Err(_) => return Err(FailureCause::FirstByteTimeout(wait)),
+            Ok(Err(e)) => return Err(FailureCause::Network(error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(FailureCause::Status {
+                status: status.as_u16(),
+                message: status.canonical_reason().unwrap_or_default().to_owned(),
+            });
+        }
+        Ok(resp
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()))
+    }
+
     // ---------------------------------------------------------------- pin
 
     /// Verifies CAR bytes, then pins them (see [`IpfsClient::pin_car`]).
@@ -352,14 +526,25 @@ impl IpfsClient {
             return Err(PinError::NoGateways);
         }
         let deadline = Instant::now() + self.config.total_budget();
-        let body = Arc::new(car.encode());
+        // The request body is built once, the CAR encoded straight into it; retries
+        // and the next gateways share it without copying.
+        let boundary = multipart::boundary();
+        let body = bytes::Bytes::from(multipart::encode_file_with(
+            &boundary,
+            "file",
+            "bundle.car",
+            usize::try_from(car.data_bytes()).unwrap_or(0),
+            |out| car.encode_into(out),
+        ));
         let mut failures = Vec::new();
         for gw in self.config.gateways() {
             for endpoint in [Endpoint::DagImport, Endpoint::BlockPut] {
                 let (result, attempts) = match endpoint {
                     Endpoint::DagImport => {
-                        self.with_retries(deadline, || self.dag_import(gw, car.root(), &body))
-                            .await
+                        self.with_retries(deadline, || {
+                            self.dag_import(gw, car.root(), &boundary, body.clone())
+                        })
+                        .await
                     }
                     _ => (self.put_blocks(gw, car, deadline).await, 1),
                 };
@@ -401,13 +586,18 @@ impl IpfsClient {
         })
     }
 
-    async fn dag_import(&self, gw: &GatewayUrl, root: &Cid, car: &[u8]) -> Attempt<()> {
-        let b = multipart::boundary();
+    async fn dag_import(
+        &self,
+        gw: &GatewayUrl,
+        root: &Cid,
+        boundary: &str,
+        body: bytes::Bytes,
+    ) -> Attempt<()> {
         let req = self
             .http
             .post(gw.url("api/v0/dag/import", &[("pin-roots", "true")]))
-            .header(CONTENT_TYPE, multipart::content_type(&b))
-            .body(multipart::encode_file(&b, "file", "bundle.car", car));
+            .header(CONTENT_TYPE, multipart::content_type(boundary))
+            .body(body);
         let resp = self.send(req).await?;
         let body = self.read_body(resp, MAX_JSON_BYTES).await?;
         let want = root.to_string();
@@ -584,10 +774,12 @@ fn check_headers(resp: &Response, limit: u64) -> Attempt<()> {
     if let Some(enc) = resp.headers().get(CONTENT_ENCODING)
         && enc.as_bytes() != b"identity"
     {
-        return Err(FailureCause::Protocol(format!(
-            "content encoding {:?} refused: bytes must be verified as sent",
+        return Err(FailureCause::ContentEncoding(
             String::from_utf8_lossy(enc.as_bytes())
-        )));
+                .chars()
+                .take(64)
+                .collect(),
+        ));
     }
     if let Some(len) = resp.content_length()
         && len > limit
@@ -605,6 +797,7 @@ enum Endpoint {
     BlockGet,
     DagImport,
     BlockPut,
+    Head,
 }
 
 impl Endpoint {
@@ -615,6 +808,7 @@ impl Endpoint {
             Self::BlockGet => "block/get",
             Self::DagImport => "dag/import",
             Self::BlockPut => "block/put",
+            Self::Head => "HEAD /ipfs/{cid}",
         }
     }
 }

@@ -15,6 +15,9 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default budget for one whole fetch or pin across all gateways: 5 min (pointer spec §3).
 pub const TOTAL_BUDGET: Duration = Duration::from_secs(300);
+/// Default wait for the answer to one availability probe (`HEAD /ipfs/{cid}`):
+/// 10 s (profile spec §5).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default TCP connect timeout: 5 s.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default attempts per gateway endpoint for transient failures: 3.
@@ -98,6 +101,7 @@ pub struct GatewayConfig {
     stall_timeout: Duration,
     total_budget: Duration,
     connect_timeout: Duration,
+    probe_timeout: Duration,
     max_attempts: u32,
     backoff_base: Duration,
     backoff_max: Duration,
@@ -113,6 +117,7 @@ impl Default for GatewayConfig {
             stall_timeout: STALL_TIMEOUT,
             total_budget: TOTAL_BUDGET,
             connect_timeout: CONNECT_TIMEOUT,
+            probe_timeout: PROBE_TIMEOUT,
             max_attempts: MAX_ATTEMPTS,
             backoff_base: BACKOFF_BASE,
             backoff_max: BACKOFF_MAX,
@@ -156,6 +161,12 @@ impl GatewayConfig {
     #[must_use]
     pub fn with_connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
+        self
+    }
+    /// Wait for one availability probe's answer (default [`PROBE_TIMEOUT`]).
+    #[must_use]
+    pub fn with_probe_timeout(mut self, d: Duration) -> Self {
+        self.probe_timeout = d;
         self
     }
     /// Attempts per gateway endpoint on transient failures (default [`MAX_ATTEMPTS`]).
@@ -205,6 +216,9 @@ impl GatewayConfig {
         if self.connect_timeout.is_zero() {
             return Err(zero("connect_timeout"));
         }
+        if self.probe_timeout.is_zero() {
+            return Err(zero("probe_timeout"));
+        }
         if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS_CAP {
             return Err(ConfigError::OutOfRange {
                 field: "max_attempts",
@@ -247,6 +261,11 @@ impl GatewayConfig {
     #[must_use]
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
+    }
+    /// Wait for one availability probe.
+    #[must_use]
+    pub fn probe_timeout(&self) -> Duration {
+        self.probe_timeout
     }
     /// Attempts per endpoint.
     #[must_use]

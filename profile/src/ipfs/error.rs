@@ -129,6 +129,9 @@ pub enum CacheError {
     /// The store's lock was poisoned by a panic in another thread.
     #[error("block store: lock poisoned")]
     Poisoned,
+    /// The background checkpoint thread could not be started.
+    #[error("block store: cannot start the checkpoint thread: {0}")]
+    Io(String),
 }
 
 /// Why one gateway did not deliver. Collected per gateway in [`FetchError`] and
@@ -170,6 +173,10 @@ pub enum FailureCause {
     /// Connecting, sending or reading failed.
     #[error("network: {0}")]
     Network(String),
+    /// The response carries a `Content-Encoding` (other than `identity`): bytes must
+    /// be hashed exactly as sent, so the gateway is skipped without retries.
+    #[error("content encoding {0:?} refused: bytes must be verified as sent")]
+    ContentEncoding(String),
 }
 
 impl FailureCause {
@@ -179,7 +186,11 @@ impl FailureCause {
         match self {
             Self::Network(_) | Self::FirstByteTimeout(_) | Self::Stalled(_) => true,
             Self::Status { status, .. } => *status >= 500 || *status == 429,
-            Self::Tampered(_) | Self::TooLarge { .. } | Self::Budget | Self::Protocol(_) => false,
+            Self::Tampered(_)
+            | Self::TooLarge { .. }
+            | Self::Budget
+            | Self::Protocol(_)
+            | Self::ContentEncoding(_) => false,
         }
     }
 }

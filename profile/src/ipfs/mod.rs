@@ -29,7 +29,7 @@ mod stream;
 pub use block::VerifiedBlock;
 pub use cache::BlockCache;
 pub use car::{Car, CarLimits};
-pub use client::{Fetched, IpfsClient, Pinned, Source};
+pub use client::{Fetched, Found, IpfsClient, Pinned, Probe, Source};
 pub use config::{GatewayConfig, GatewayUrl};
 pub use error::{
     BlockError, CacheError, CarError, ConfigError, FailureCause, FetchError, GatewayFailure,

@@ -11,8 +11,9 @@
 //! | `/api/v0/block/get?arg=CID` | POST (GET too) | the block's bytes |
 //! | `/api/v0/pin/ls?arg=CID&stream=false` | POST (GET too) | `{"Keys":{CID:{"Type":"recursive"}}}`, or NDJSON `{"Cid":…,"Type":"recursive"}` with `stream=true` |
 //! | `/api/v0/version` | POST | `{"Version":…}` |
-//! | `/ipfs/{cid}?format=car` (or `Accept: application/vnd.ipld.car`) | GET, HEAD | the DAG as CARv1 |
-//! | `/ipfs/{cid}?format=raw` (or `Accept: application/vnd.ipld.raw`) | GET, HEAD | one block |
+//! | `/ipfs/{cid}?format=car` (or `Accept: application/vnd.ipld.car`) | GET | the DAG as CARv1; a `Range: bytes=N-[M]` gets 206 with `Content-Range` (416 past the end) |
+//! | `/ipfs/{cid}?format=raw` (or `Accept: application/vnd.ipld.raw`) | GET | one block; `Range` as above |
+//! | `/ipfs/{cid}` (`?format=car` optional) | HEAD | availability: 200 with `Content-Length` (the block's, or with `format=car` the whole CAR's when the DAG is complete), 404 otherwise |
 //!
 //! Everything received is verified as the client verifies it: a CAR must have one
 //! root, every block must hash to its CID (CIDv1, sha2-256, dag-cbor or raw), the
@@ -41,7 +42,7 @@ use tokio::task::JoinHandle;
 
 use super::block::{self, DAG_CBOR, RAW, VerifiedBlock};
 use super::cache::BlockCache;
-use super::car::{self, Car, CarLimits};
+use super::car::{self, Car, CarLimits, CarStream};
 use super::client::{CAR_MEDIA_TYPE, RAW_MEDIA_TYPE};
 use super::error::CacheError;
 use super::multipart;
@@ -134,7 +135,7 @@ pub fn router(store: Arc<BlockCache>, limits: CarLimits) -> Router {
         .route("/api/v0/block/get", post(block_get).get(block_get))
         .route("/api/v0/pin/ls", post(pin_ls).get(pin_ls))
         .route("/api/v0/version", post(version).get(version))
-        .route("/ipfs/{cid}", get(trustless))
+        .route("/ipfs/{cid}", get(trustless).head(trustless_head))
         .with_state(state)
 }
 
@@ -275,41 +276,171 @@ const EXPORT_QUEUE: usize = 8;
 /// Why the export's store reader stopped early.
 enum ExportStop {
     Cache(CacheError),
-    ClientGone,
+    /// The client went away, or the requested range is complete.
+    Done,
+}
+
+/// The byte range of the CAR an export sends: `skip` bytes are dropped, then at most
+/// `take` are sent (all of the rest when `None`).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    skip: u64,
+    take: Option<u64>,
+}
+
+impl Window {
+    const ALL: Self = Self {
+        skip: 0,
+        take: None,
+    };
+
+    /// The part of `piece` (the next bytes of the CAR) inside the window.
+    fn cut(&mut self, mut piece: Vec<u8>) -> Vec<u8> {
+        let len = piece.len() as u64;
+        if self.skip >= len {
+            self.skip = self.skip.saturating_sub(len);
+            return Vec::new();
+        }
+        if self.skip > 0 {
+            piece.drain(
+                ..usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(piece.len()),
+            );
+            self.skip = 0;
+        }
+        if let Some(left) = &mut self.take {
+            let keep = usize::try_from(*left)
+                .unwrap_or(usize::MAX)
+                .min(piece.len());
+            piece.truncate(keep);
+            *left = left.saturating_sub(keep as u64);
+        }
+        piece
+    }
+
+    fn done(&self) -> bool {
+        self.take == Some(0)
+    }
+}
+
+/// The length of the CAR [`stream_export`] would send for `root`, or `None` if the
+/// DAG is not complete here. Reads every block once (for the links), keeping one
+/// at a time.
+fn car_len(st: &AppState, root: &Cid) -> Result<Option<u64>, CacheError> {
+    let mut total = car::encode(root, &[]).len() as u64;
+    let walked = car::walk_visit(
+        root,
+        &st.limits,
+        |cid| st.store.get_stored(cid),
+        |b| {
+            total = total.saturating_add(car::frame_len(&b));
+            Ok(())
+        },
+    )?;
+    Ok(walked.ok().map(|()| total))
+}
+
+/// A `Range: bytes=first-[last]` header with one range; anything else (several
+/// ranges, suffix ranges, other units, garbage) is ignored and the whole body sent,
+/// as RFC 9110 allows.
+fn requested_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
+    let v = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = v.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let first: u64 = first.trim().parse().ok()?;
+    let last = match last.trim() {
+        "" => None,
+        l => Some(l.parse::<u64>().ok()?),
+    };
+    if last.is_some_and(|l| l < first) {
+        return None;
+    }
+    Some((first, last))
+}
+
+/// What to send for a `Range` over a body of `total` bytes: the window and the
+/// 206 headers, or a 416 response when it starts past the end.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the response to send at once; one per request"
+)]
+fn range_window(
+    range: (u64, Option<u64>),
+    total: u64,
+) -> Result<(Window, u64, HeaderValue), Response> {
+    let (first, last) = range;
+    if first >= total {
+        let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        return Err(r);
+    }
+    let last = last.map_or(total.saturating_sub(1), |l| l.min(total.saturating_sub(1)));
+    let len = last.saturating_sub(first).saturating_add(1);
+    let value = HeaderValue::from_str(&format!("bytes {first}-{last}/{total}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("bytes */0"));
+    Ok((
+        Window {
+            skip: first,
+            take: Some(len),
+        },
+        len,
+        value,
+    ))
 }
 
 /// Streams the DAG under `root` as CARv1 (header, then blocks in depth-first
-/// pre-order, byte-identical to [`Car::encode`]) while a blocking task reads the
-/// store, so reading, sending and the client's hashing overlap. An absent root is a
-/// 404 before the body starts; a block found missing mid-walk aborts the body, which
-/// the client sees as a truncated CAR.
-async fn stream_export(st: AppState, root: Cid) -> ApiResult {
+/// pre-order, byte-identical to [`Car::encode`]), or the `window` of it, while a
+/// blocking task reads the store, so reading, sending and the client's hashing
+/// overlap. An absent root is a 404 before the body starts; a block found missing
+/// mid-walk aborts the body, which the client sees as a truncated CAR.
+async fn stream_export(st: AppState, root: Cid, window: Window) -> Result<Body, ApiError> {
     let store = st.store.clone();
     if !blocking(move || Ok(store.has(&root)?)).await? {
         return Err(ApiError::not_found(format!("block {root} not found")));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(EXPORT_QUEUE);
     tokio::task::spawn_blocking(move || {
-        let header = car::encode(&root, &[]);
-        if tx.blocking_send(Ok(header)).is_err() {
+        let mut window = window;
+        let mut send = |piece: Vec<u8>| -> Result<(), ExportStop> {
+            let piece = window.cut(piece);
+            if !piece.is_empty() {
+                tx.blocking_send(Ok(piece)).map_err(|_| ExportStop::Done)?;
+            }
+            if window.done() {
+                return Err(ExportStop::Done);
+            }
+            Ok(())
+        };
+        if send(car::encode(&root, &[])).is_err() {
             return;
         }
         let mut batch = Vec::with_capacity(EXPORT_BATCH_BYTES);
-        let walked = car::walk(&root, &st.limits, |cid| {
-            let block = st.store.get_stored(cid).map_err(ExportStop::Cache)?;
-            if let Some(b) = &block {
-                car::write_frame(&mut batch, b);
+        let walked = car::walk_visit(
+            &root,
+            &st.limits,
+            |cid| st.store.get_stored(cid).map_err(ExportStop::Cache),
+            |b| {
+                car::write_frame(&mut batch, &b);
                 if batch.len() >= EXPORT_BATCH_BYTES {
-                    let full =
-                        std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH_BYTES));
-                    tx.blocking_send(Ok(full))
-                        .map_err(|_| ExportStop::ClientGone)?;
+                    send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(EXPORT_BATCH_BYTES),
+                    ))?;
                 }
-            }
-            Ok(block)
-        });
+                Ok(())
+            },
+        );
         let end = match walked {
-            Ok(Ok(_)) => Ok(batch),
+            Ok(Ok(())) => match send(batch) {
+                Ok(()) | Err(ExportStop::Done) => return,
+                Err(ExportStop::Cache(e)) => Err(std::io::Error::other(e.to_string())),
+            },
             Ok(Err(e)) => Err(std::io::Error::other(format!(
                 "export of {root} stopped: {e}"
             ))),
@@ -317,27 +448,68 @@ async fn stream_export(st: AppState, root: Cid) -> ApiResult {
                 tracing::error!(error = %e, "gateway block store failed during export");
                 Err(std::io::Error::other(e.to_string()))
             }
-            Err(ExportStop::ClientGone) => return,
+            Err(ExportStop::Done) => return,
         };
         let _ = tx.blocking_send(end);
     });
-    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/vnd.ipld.car; version=1"),
-            ),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(Body::from_stream(futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    )))
+}
+
+fn car_headers() -> [(header::HeaderName, HeaderValue); 3] {
+    [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.ipld.car; version=1"),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ]
+}
+
+fn raw_headers() -> [(header::HeaderName, HeaderValue); 3] {
+    [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(RAW_MEDIA_TYPE),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ]
+}
+
+/// The whole CAR export (dag/export, and trustless GETs without a Range).
+async fn export_response(st: AppState, root: Cid) -> ApiResult {
+    let body = stream_export(st, root, Window::ALL).await?;
+    Ok((car_headers(), body).into_response())
+}
+
+/// A ranged CAR export: 206 with `Content-Range` (the length is computed first by
+/// a walk over the store), 416 past the end, 404 if the DAG is not complete here.
+async fn ranged_export(st: AppState, root: Cid, range: (u64, Option<u64>)) -> ApiResult {
+    let probe = st.clone();
+    let total = blocking(move || Ok(car_len(&probe, &root)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("the DAG under {root} is not complete here")))?;
+    let (window, len, content_range) = match range_window(range, total) {
+        Ok(w) => w,
+        Err(r) => return Ok(r),
+    };
+    let body = stream_export(st, root, window).await?;
+    let mut resp = (StatusCode::PARTIAL_CONTENT, car_headers(), body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_RANGE, content_range);
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(resp)
 }
 
 fn ndjson(lines: &[serde_json::Value]) -> Response {
@@ -375,15 +547,20 @@ async fn dag_import(
     let pin = flag(&q, "pin-roots", true)?;
     let stats = flag(&q, "stats", false)?;
     let boundary = multipart_parts(&headers)?;
-    let body = read_body(body, st.max_request).await?;
+    // A declared length over the limit is refused before reading anything.
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > st.max_request as u64
+    {
+        return Err(ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("request body exceeds {} bytes", st.max_request),
+        });
+    }
+    let cars = receive_cars(body, &boundary, &st).await?;
     let lines = blocking(move || {
-        let parts = multipart::parse(&boundary, &body).map_err(|e| ApiError::bad(e.to_string()))?;
-        let mut cars = Vec::new();
-        for part in parts.iter().filter(|p| !p.data.is_empty()) {
-            let car = Car::decode(part.data, &st.limits)
-                .map_err(|e| ApiError::bad(format!("invalid CAR: {e}")))?;
-            cars.push(car);
-        }
         if cars.is_empty() {
             return Err(ApiError::bad("no CAR in the request"));
         }
@@ -406,9 +583,68 @@ async fn dag_import(
     Ok(ndjson(&lines))
 }
 
+/// Reads a `dag/import` body while it arrives: the multipart framing is split as
+/// it streams and each non-empty part is fed to a [`CarStream`], so every block is
+/// hashed as soon as its frame is in and only the DAG walk is left when the upload
+/// ends. The body is cut off (413) past the request limit.
+async fn receive_cars(body: Body, boundary: &str, st: &AppState) -> Result<Vec<Car>, ApiError> {
+    use futures::StreamExt;
+
+    let mut parts = multipart::PartStream::new(boundary);
+    let mut cars = Vec::new();
+    let mut current: Option<CarStream> = None;
+    let mut on = |event: multipart::Event<'_>| -> Result<(), ApiError> {
+        match event {
+            multipart::Event::Start(_) => current = Some(CarStream::any_root(st.limits)),
+            multipart::Event::Data(d) => {
+                if let Some(c) = current.as_mut() {
+                    c.feed(d)
+                        .map_err(|e| ApiError::bad(format!("invalid CAR: {e}")))?;
+                }
+            }
+            multipart::Event::End => {
+                if let Some(c) = current.take()
+                    && c.received() > 0
+                {
+                    cars.push(
+                        c.finish()
+                            .map_err(|e| ApiError::bad(format!("invalid CAR: {e}")))?,
+                    );
+                }
+            }
+        }
+        Ok(())
+    };
+    let too_large = || ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "request body exceeds {} bytes or was cut off",
+            st.max_request
+        ),
+    };
+    let mut received: usize = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| too_large())?;
+        received = received.saturating_add(chunk.len());
+        if received > st.max_request {
+            return Err(too_large());
+        }
+        parts.feed(&chunk, &mut on)?;
+    }
+    parts.finish().map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(cars)
+}
+
+impl From<multipart::MultipartError> for ApiError {
+    fn from(e: multipart::MultipartError) -> Self {
+        Self::bad(e.to_string())
+    }
+}
+
 async fn dag_export(State(st): State<AppState>, Query(q): Query<Params>) -> ApiResult {
     let root = arg(&q)?;
-    stream_export(st, root).await
+    export_response(st, root).await
 }
 
 async fn block_put(
@@ -563,33 +799,26 @@ async fn version() -> Response {
     })])
 }
 
-async fn trustless(
-    State(st): State<AppState>,
-    Path(cid): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let root = parse_cid(&cid)?;
+/// The format a trustless request asks for (`?format=` first, then `Accept`).
+fn trustless_format(
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Option<&'static str>, ApiError> {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let format = match q.get("format").map(String::as_str) {
-        Some("car") => "car",
-        Some("raw") => "raw",
+        Some("car") => Some("car"),
+        Some("raw") => Some("raw"),
         Some(other) => {
             return Err(ApiError::bad(format!(
                 "format {other:?} is not served here (car, raw)"
             )));
         }
-        None if accept.contains(CAR_MEDIA_TYPE) => "car",
-        None if accept.contains(RAW_MEDIA_TYPE) => "raw",
-        None => {
-            return Err(ApiError {
-                status: StatusCode::NOT_ACCEPTABLE,
-                message: "this is a trustless gateway: ask for ?format=car or ?format=raw".into(),
-            });
-        }
+        None if accept.contains(CAR_MEDIA_TYPE) => Some("car"),
+        None if accept.contains(RAW_MEDIA_TYPE) => Some("raw"),
+        None => None,
     };
     if let Some(scope) = q.get("dag-scope")
         && scope != "all"
@@ -598,30 +827,88 @@ async fn trustless(
             "dag-scope {scope:?} is not supported (all)"
         )));
     }
+    Ok(format)
+}
+
+async fn trustless(
+    State(st): State<AppState>,
+    Path(cid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let root = parse_cid(&cid)?;
+    let format = trustless_format(&q, &headers)?.ok_or_else(|| ApiError {
+        status: StatusCode::NOT_ACCEPTABLE,
+        message: "this is a trustless gateway: ask for ?format=car or ?format=raw".into(),
+    })?;
+    let range = requested_range(&headers);
     if format == "car" {
-        stream_export(st, root).await
-    } else {
-        let b = blocking(move || {
-            st.store
-                .get(&root)?
-                .ok_or_else(|| ApiError::not_found(format!("block {root} not found")))
+        return match range {
+            Some(r) => ranged_export(st, root, r).await,
+            None => export_response(st, root).await,
+        };
+    }
+    let b = blocking(move || {
+        st.store
+            .get(&root)?
+            .ok_or_else(|| ApiError::not_found(format!("block {root} not found")))
+    })
+    .await?;
+    let data = b.into_data();
+    let Some(range) = range else {
+        return Ok((raw_headers(), data).into_response());
+    };
+    let (mut window, _, content_range) = match range_window(range, data.len() as u64) {
+        Ok(w) => w,
+        Err(r) => return Ok(r),
+    };
+    let part = window.cut(data);
+    let mut resp = (StatusCode::PARTIAL_CONTENT, raw_headers(), part).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_RANGE, content_range);
+    Ok(resp)
+}
+
+/// `HEAD /ipfs/{cid}`: the availability probe. 200 with `Content-Length` when this
+/// gateway can serve the CID: for `?format=car` (or a CAR `Accept`) the whole DAG
+/// must be here and the length is the CAR's; otherwise the root block must be here
+/// and the length is the block's. 404 when it cannot, 400 for a bad CID. No body.
+async fn trustless_head(
+    State(st): State<AppState>,
+    Path(cid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let root = parse_cid(&cid)?;
+        let car = trustless_format(&q, &headers)? == Some("car");
+        let len = blocking(move || {
+            if car {
+                Ok(car_len(&st, &root)?)
+            } else {
+                Ok(st.store.stored_len(&root)?)
+            }
         })
         .await?;
-        Ok((
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(RAW_MEDIA_TYPE),
-                ),
-                (
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ),
-            ],
-            b.into_data(),
-        )
-            .into_response())
+        Ok::<_, ApiError>((car, len))
     }
+    .await;
+    let (status, car, len) = match result {
+        Ok((car, Some(len))) => (StatusCode::OK, car, Some(len)),
+        Ok((car, None)) => (StatusCode::NOT_FOUND, car, None),
+        Err(e) => (e.status, false, None),
+    };
+    let mut resp = status.into_response();
+    if status == StatusCode::OK {
+        let h = resp.headers_mut();
+        for (k, v) in if car { car_headers() } else { raw_headers() } {
+            h.insert(k, v);
+        }
+        if let Some(len) = len {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+    }
+    resp
 }
 
 #[cfg(test)]

@@ -1,159 +1,102 @@
-//! Reading a CAR response while it arrives: each block is re-hashed as soon as its
-//! frame is complete, so verification overlaps the transfer instead of following it.
+//! Reading a CAR response while it arrives, resumably: each block is re-hashed as
+//! soon as its frame is complete ([`CarStream`]), so verification overlaps the
+//! transfer instead of following it, and a body cut off mid-way leaves the verified
+//! blocks and the unfinished tail in place so the next attempt can ask for the rest
+//! with `Range: bytes=N-` and continue across the seam.
 //!
-//! [`BodyReader`] turns a reqwest body into an `AsyncRead` that enforces the byte cap
+//! [`read_into`] drives one response into a [`CarStream`], enforcing the byte cap
 //! (the body is dropped as soon as it passes it) and the stall timeout (no chunk for
-//! that long fails the read), recording *why* it failed so the caller gets a typed
-//! [`FailureCause`] rather than iroh-car's stringly parse error. [`read_car`] then
-//! drives iroh-car over it and applies the same rules as [`Car::decode_expecting`]:
-//! one root equal to the requested CID (checked before any block is read), every
-//! block verified within the block cap, at most the block-count cap, and the DAG
-//! complete with nothing extra.
+//! that long fails the read), and maps every problem to a typed [`FailureCause`].
+//! [`range_start`] checks that a `206 Partial Content` answer starts where asked.
+#![expect(
+    clippy::result_large_err,
+    reason = "failure causes carry the CIDs they are about; the error path is cold"
+)]
 
-use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use cid::Cid;
-use futures::Stream;
-use iroh_car::CarReader;
-use tokio::io::{AsyncRead, ReadBuf};
+use reqwest::header::CONTENT_RANGE;
 
-use super::block::VerifiedBlock;
-use super::car::{Car, CarLimits};
+use super::car::CarStream;
 use super::error::{CarError, FailureCause};
 
-/// Where a [`BodyReader`] leaves the cause of its failure.
-type FailureCell = Arc<Mutex<Option<FailureCause>>>;
-
-/// A response body (a stream of byte chunks `B`) as `AsyncRead`, with a byte cap
-/// and a stall timeout.
-struct BodyReader<S, B> {
-    chunks: Pin<Box<S>>,
-    pending: Option<B>,
-    pos: usize,
-    read: u64,
-    limit: u64,
-    stall: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
-    failure: FailureCell,
-}
-
-impl<S, B> BodyReader<S, B> {
-    fn fail(&self, cause: FailureCause) -> Poll<io::Result<()>> {
-        let text = cause.to_string();
-        if let Ok(mut slot) = self.failure.lock() {
-            *slot = Some(cause);
-        }
-        Poll::Ready(Err(io::Error::other(text)))
+/// A [`CarError`] met while streaming, as a gateway failure: the byte cap is a size
+/// failure, everything else means the gateway served bad bytes.
+pub(crate) fn car_cause(e: CarError) -> FailureCause {
+    match e {
+        CarError::TooLarge { limit } => FailureCause::TooLarge { limit },
+        other => FailureCause::Tampered(other),
     }
 }
 
-impl<S, B> AsyncRead for BodyReader<S, B>
-where
-    S: Stream<Item = reqwest::Result<B>>,
-    B: AsRef<[u8]> + Unpin,
-{
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            if let Some(chunk) = &this.pending {
-                let rest = chunk.as_ref().get(this.pos..).unwrap_or_default();
-                if !rest.is_empty() {
-                    let n = buf.remaining().min(rest.len());
-                    buf.put_slice(rest.get(..n).unwrap_or_default());
-                    this.pos = this.pos.saturating_add(n);
-                    return Poll::Ready(Ok(()));
-                }
-                this.pending = None;
-            }
-            match this.chunks.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    this.read = this.read.saturating_add(chunk.as_ref().len() as u64);
-                    if this.read > this.limit {
-                        return this.fail(FailureCause::TooLarge { limit: this.limit });
-                    }
-                    let next = tokio::time::Instant::now() + this.stall;
-                    this.timer.as_mut().reset(next);
-                    this.pending = Some(chunk);
-                    this.pos = 0;
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    return this.fail(FailureCause::Network(super::client::error_chain(&e)));
-                }
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => {
-                    if this.timer.as_mut().poll(cx).is_ready() {
-                        return this.fail(FailureCause::Stalled(this.stall));
-                    }
-                    return Poll::Pending;
-                }
-            }
+/// Feeds the body of `resp` (status, encoding and Content-Length already checked)
+/// into `car`. A network error or stall leaves `car` holding everything received
+/// before it, ready to be resumed.
+pub(crate) async fn read_into(
+    mut resp: reqwest::Response,
+    car: &mut CarStream,
+    stall: Duration,
+) -> Result<(), FailureCause> {
+    loop {
+        match tokio::time::timeout(stall, resp.chunk()).await {
+            Err(_) => return Err(FailureCause::Stalled(stall)),
+            Ok(Err(e)) => return Err(FailureCause::Network(super::client::error_chain(&e))),
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(chunk))) => car.feed(&chunk).map_err(car_cause)?,
         }
     }
 }
 
-/// Reads and verifies the CAR in `resp` (already checked for status, encoding and
-/// Content-Length) rooted at `want`.
-pub(crate) async fn read_car(
-    resp: reqwest::Response,
-    want: &Cid,
-    limits: &CarLimits,
-    stall: Duration,
-) -> Result<Car, FailureCause> {
-    let failure: FailureCell = Arc::default();
-    let reader = BodyReader {
-        chunks: Box::pin(resp.bytes_stream()),
-        pending: None,
-        pos: 0,
-        read: 0,
-        limit: limits.max_bytes(),
-        stall,
-        timer: Box::pin(tokio::time::sleep(stall)),
-        failure: failure.clone(),
-    };
-    // The reader's own failure (cap, stall, network) wins over iroh-car's report of it.
-    let cause = |e: iroh_car::Error| -> FailureCause {
-        failure
-            .lock()
-            .ok()
-            .and_then(|mut f| f.take())
-            .unwrap_or_else(|| FailureCause::Tampered(CarError::Malformed(e.to_string())))
-    };
-    let mut car = CarReader::new(tokio::io::BufReader::with_capacity(64 * 1024, reader))
-        .await
-        .map_err(cause)?;
-    if car.header().version() != 1 {
-        return Err(FailureCause::Tampered(CarError::UnsupportedVersion(
-            car.header().version(),
+/// Checks the `Content-Range` of a 206 answer to `Range: bytes=offset-`: it must
+/// be `bytes offset-last/total` (or `/*`) with `last >= offset`.
+///
+/// # Errors
+/// [`FailureCause::Protocol`] naming what is wrong.
+pub(crate) fn range_start(resp: &reqwest::Response, offset: u64) -> Result<(), FailureCause> {
+    let bad = |why: &str| FailureCause::Protocol(format!("206 answer with {why}"));
+    let value = resp
+        .headers()
+        .get(CONTENT_RANGE)
+        .ok_or_else(|| bad("no Content-Range"))?
+        .to_str()
+        .map_err(|_| bad("an unreadable Content-Range"))?;
+    let (first, last) =
+        parse_content_range(value).ok_or_else(|| bad("a malformed Content-Range"))?;
+    if first != offset || last < first {
+        return Err(bad(&format!(
+            "Content-Range {value:?}, expected bytes from {offset}"
         )));
     }
-    let root = match car.header().roots() {
-        [root] => *root,
-        roots => return Err(FailureCause::Tampered(CarError::RootCount(roots.len()))),
-    };
-    if root != *want {
-        return Err(FailureCause::Tampered(CarError::WrongRoot {
-            want: *want,
-            got: root,
-        }));
+    Ok(())
+}
+
+/// `(first, last)` of `bytes first-last/total` (total may be `*`).
+fn parse_content_range(v: &str) -> Option<(u64, u64)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    if total != "*" {
+        total.parse::<u64>().ok()?;
     }
-    let mut blocks = Vec::new();
-    while let Some((cid, data)) = car.next_block().await.map_err(cause)? {
-        if blocks.len() >= limits.max_blocks() {
-            return Err(FailureCause::Tampered(CarError::TooManyBlocks {
-                limit: limits.max_blocks(),
-            }));
+    let (first, last) = range.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges_parse() {
+        assert_eq!(parse_content_range("bytes 10-99/100"), Some((10, 99)));
+        assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, 0)));
+        for bad in [
+            "bytes */100",
+            "10-99/100",
+            "bytes 10-/100",
+            "bytes a-b/c",
+            "",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
         }
-        let block = VerifiedBlock::with_limit(cid, data, limits.max_block_bytes())
-            .map_err(|e| FailureCause::Tampered(CarError::Block(e)))?;
-        blocks.push(block);
     }
-    Car::from_blocks(root, blocks, limits).map_err(FailureCause::Tampered)
 }
