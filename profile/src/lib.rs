@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod anchor;
+mod checkpoint;
 pub mod cipher;
 pub mod datadir;
 pub mod envelope;

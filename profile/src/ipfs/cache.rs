@@ -28,7 +28,7 @@
 //!   sit in one leaf page instead of a chain of 4 KiB overflow pages, which measured
 //!   about 1.5× faster bulk inserts of 10 KiB blocks. Existing files keep their size.
 //! * Checkpoints run on a background thread with its own connection
-//!   (`Checkpointer`), woken after each write transaction, instead of inside the
+//!   (`crate::checkpoint`), woken after each write transaction, instead of inside the
 //!   `COMMIT` of whichever write crosses SQLite's 1,000-page threshold. That inline
 //!   checkpoint (copy the WAL into the database, two `fsync`s) was two thirds of the
 //!   time of storing a 10 MiB CAR. What a commit guarantees is unchanged: it is
@@ -47,6 +47,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::block::{MAX_BLOCK_BYTES, VerifiedBlock};
 use super::error::CacheError;
+use crate::checkpoint::Checkpointer;
 
 /// Page size of block store files created by [`BlockCache::open`] (bytes): 64 KiB.
 pub const PAGE_SIZE: u32 = 64 * 1024;
@@ -75,57 +76,6 @@ pub struct BlockCache {
     checkpointer: Option<Checkpointer>,
 }
 
-/// The background checkpoint thread of a file store: waits for a wake-up (sent after
-/// each write transaction; a bounded channel of one, so wake-ups coalesce), then runs
-/// `PRAGMA wal_checkpoint(PASSIVE)` on its own connection, which neither blocks nor
-/// waits for readers and writers. Dropping it stops and joins the thread.
-#[derive(Debug)]
-struct Checkpointer {
-    wake: Option<std::sync::mpsc::SyncSender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    fn start(path: &Path) -> Result<Self, CacheError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("ipfs-checkpoint".into())
-            .spawn(move || {
-                while woken.recv().is_ok() {
-                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                    });
-                    if let Err(e) = done {
-                        tracing::warn!(error = %e, "block store checkpoint failed; SQLite will retry inline");
-                    }
-                }
-            })
-            .map_err(|e| CacheError::Io(e.to_string()))?;
-        Ok(Self {
-            wake: Some(wake),
-            thread: Some(thread),
-        })
-    }
-
-    fn wake(&self) {
-        if let Some(w) = &self.wake {
-            // Full means a checkpoint is already due: coalesce.
-            let _ = w.try_send(());
-        }
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.wake = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 impl BlockCache {
     /// Opens (creating if needed) the store in the SQLite file at `path`.
     ///
@@ -145,7 +95,10 @@ impl BlockCache {
         conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         conn.pragma_update(None, "cache_size", -i64::from(CACHE_BYTES / 1024))?;
         let mut store = Self::from_connection(conn)?;
-        store.checkpointer = Some(Checkpointer::start(path)?);
+        store.checkpointer = Some(
+            Checkpointer::start(path, "ipfs-checkpoint")
+                .map_err(|e| CacheError::Io(e.to_string()))?,
+        );
         Ok(store)
     }
 

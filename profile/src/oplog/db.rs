@@ -54,6 +54,10 @@ fn now_ms() -> u64 {
 /// coalesces them (at most ~40 MiB of WAL, replayed in milliseconds after a crash).
 pub const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 
+/// WAL size in pages at which the writer checkpoints inline because the background
+/// checkpoint thread has not caught up (a long reader, a slow disk).
+pub const WAL_BACKSTOP_PAGES: i64 = 4 * WAL_CHECKPOINT_PAGES;
+
 /// Applies the pragmas every connection uses.
 pub(crate) fn configure(
     conn: &Connection,

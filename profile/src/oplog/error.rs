@@ -159,8 +159,8 @@ pub enum OpenError {
     /// The data dir could not be used.
     #[error(transparent)]
     DataDir(#[from] crate::datadir::DataDirError),
-    /// The store thread could not be started.
-    #[error("cannot start the store thread")]
+    /// The store thread or its checkpoint thread could not be started.
+    #[error("cannot start the store's threads")]
     Thread(#[source] std::io::Error),
 }
 

@@ -44,7 +44,6 @@
 //! applied / pending / rejected). [`verify`] checks an entry without a store, for
 //! gossip validation.
 
-mod checkpoint;
 pub mod db;
 pub mod entry;
 pub mod error;
@@ -57,7 +56,6 @@ use std::sync::Arc;
 
 use cid::Cid;
 
-pub use checkpoint::WAL_BACKSTOP_PAGES;
 pub use db::Record;
 pub use entry::{
     DeviceId, Entry, Head, LogKeys, MAX_CTX, MAX_ENTRY_BYTES, MAX_KEY_BYTES, MAX_OPS,

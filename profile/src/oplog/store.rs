@@ -26,14 +26,14 @@ use cid::Cid;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::checkpoint::Checkpointer;
-use super::db::{self, Db, Record};
+use super::db::{self, Db, Record, WAL_BACKSTOP_PAGES, WAL_CHECKPOINT_PAGES};
 use super::entry::{self, DeviceId, LogKeys, MAX_BODY_PLAINTEXT, MAX_OPS, Op};
 use super::error::{DecodeError, OpenError, StoreError};
 use super::{
     CHANGE_CAP, COMMAND_CAP, Change, Durability, IngestReport, MAX_INGEST, MAX_PAGE, MAX_PENDING,
     Page, Snapshot, VersionVector,
 };
+use crate::checkpoint::{Checkpointer, wake_on_growth};
 use crate::datadir::DataDir;
 use crate::keys::OplogKeys;
 
@@ -205,9 +205,19 @@ impl Store {
         db::configure(&conn, config.durability, path.is_none()).map_err(sql)?;
         let (mut db, _) = Db::init(conn, log_keys.clone(), device)?;
         db.max_pending = config.max_pending;
-        let checkpointer = path
-            .map(|p| Checkpointer::start(p, &mut db.conn))
-            .transpose()?;
+        // WAL checkpoints on their own thread (crate::checkpoint): commits never wait
+        // for one.
+        let checkpointer = match path {
+            Some(p) => {
+                let c = Checkpointer::start(p, "oplog-checkpoint").map_err(OpenError::Thread)?;
+                if let Some(w) = c.waker() {
+                    wake_on_growth(&mut db.conn, w, WAL_CHECKPOINT_PAGES, WAL_BACKSTOP_PAGES)
+                        .map_err(sql)?;
+                }
+                Some(c)
+            }
+            None => None,
+        };
         let reader = match path {
             Some(p) => {
                 let r = Connection::open_with_flags(
