@@ -31,9 +31,20 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Version of every sync message.
-pub const WIRE_VERSION: u64 = 1;
+pub const WIRE_VERSION: u64 = 2;
 /// The catch-up request-response protocol id.
-pub const CATCHUP_PROTOCOL: StreamProtocol = StreamProtocol::new("/sphere-profile/catchup/1");
+pub const CATCHUP_PROTOCOL: StreamProtocol = StreamProtocol::new("/sphere-profile/catchup/2");
+/// The snapshot request-response protocol id.
+pub const SNAPSHOT_PROTOCOL: StreamProtocol = StreamProtocol::new("/sphere-profile/snapshot/1");
+/// Largest snapshot transfer (the sealed snapshot plus framing). A wallet whose state
+/// is larger cannot bootstrap a pruned-behind device over the network.
+pub const MAX_SNAPSHOT_TRANSFER_BYTES: usize = 64 * 1024 * 1024;
+/// Largest snapshot request.
+pub const MAX_SNAPSHOT_REQUEST_BYTES: usize = 1024;
+/// Bytes the compact wire form of an entry leaves out: its `key` and `log` pairs.
+pub const COMPACT_SAVING: usize = KEY_PAIR_LEN + LOG_PAIR_LEN;
+const KEY_PAIR_LEN: usize = 4 + 2 + 33;
+const LOG_PAIR_LEN: usize = 4 + 2 + 32;
 /// Largest gossip message: one maximal entry (1 MiB) plus framing. Also the
 /// gossipsub `max_transmit_size`.
 pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024 + 4096;
@@ -96,7 +107,7 @@ pub enum WireError {
 pub struct Gossip {
     /// [`WIRE_VERSION`].
     pub v: u64,
-    /// Encoded OpLog entries.
+    /// Entries in compact form ([`EntryCompactor`]).
     pub entries: Vec<ByteBuf>,
 }
 
@@ -122,8 +133,32 @@ pub struct CatchupResponse {
     pub v: u64,
     /// Whether another page is waiting.
     pub more: bool,
-    /// Encoded OpLog entries, in per-device sequence order.
+    /// The responder no longer keeps entries the requester lacks (it pruned them):
+    /// the requester should ask for a snapshot on [`SNAPSHOT_PROTOCOL`].
+    pub pruned: bool,
+    /// Entries in compact form ([`EntryCompactor`]), in per-device sequence order.
     pub entries: Vec<ByteBuf>,
+}
+
+/// "Send me your state": asked after a [`CatchupResponse`] with `pruned`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    /// [`WIRE_VERSION`].
+    pub v: u64,
+    /// The log both sides must share.
+    pub log: ByteBuf,
+}
+
+/// The responder's state as a sealed OpLog snapshot (`docs/formats.md` §5.3), or
+/// null when it has none to give (another log, or larger than the transfer cap).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotResponse {
+    /// [`WIRE_VERSION`].
+    pub v: u64,
+    /// `Snapshot::seal` bytes.
+    pub snapshot: Option<ByteBuf>,
 }
 
 fn check_count(what: &'static str, count: usize, min: usize, max: usize) -> Result<(), WireError> {
@@ -253,6 +288,164 @@ impl CatchupResponse {
     }
 }
 
+impl SnapshotRequest {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks every bound.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let r: Self = decode_canonical("snapshot request", bytes, MAX_SNAPSHOT_REQUEST_BYTES)?;
+        check_version(r.v)?;
+        if r.log.len() != 32 {
+            return Err(WireError::Malformed {
+                what: "snapshot request",
+                reason: "log id is not 32 bytes".into(),
+            });
+        }
+        Ok(r)
+    }
+}
+
+impl SnapshotResponse {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks every bound (the snapshot itself is checked by
+    /// `Snapshot::open`).
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let r: Self = decode_canonical("snapshot response", bytes, MAX_SNAPSHOT_TRANSFER_BYTES)?;
+        check_version(r.v)?;
+        Ok(r)
+    }
+}
+
+/// The compact wire form of an entry: its canonical bytes without the `key` and
+/// `log` pairs, which every entry of a wallet carries with the same values (the
+/// wallet's signing key and log id). The map header `ab` (11 pairs) becomes `a9`.
+///
+/// The receiver puts its own wallet's key and log id back and verifies the
+/// signature over the restored bytes, so an entry of another log or signer fails
+/// verification exactly as it would in full form; nothing is trusted.
+#[derive(Debug, Clone)]
+pub struct EntryCompactor {
+    /// The `key` and `log` pairs as they appear in a full entry.
+    pairs: Vec<u8>,
+    log: [u8; 32],
+    key: [u8; 33],
+}
+
+/// The compact entry map (nine keys).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompactIn {
+    v: u64,
+    dev: ByteBuf,
+    seq: u64,
+    prev: Option<cid::Cid>,
+    ctx: Vec<(ByteBuf, u64, cid::Cid)>,
+    clock: u64,
+    wall: u64,
+    body: ByteBuf,
+    sig: ByteBuf,
+}
+
+/// The full entry map, encoded canonically (the serializer sorts the keys).
+#[derive(Serialize)]
+struct FullOut<'a> {
+    v: u64,
+    log: &'a serde_bytes::Bytes,
+    dev: &'a serde_bytes::Bytes,
+    seq: u64,
+    prev: Option<cid::Cid>,
+    ctx: &'a [(ByteBuf, u64, cid::Cid)],
+    clock: u64,
+    wall: u64,
+    key: &'a serde_bytes::Bytes,
+    body: &'a serde_bytes::Bytes,
+    sig: &'a serde_bytes::Bytes,
+}
+
+/// CBOR map headers of the full (11 pairs) and compact (9 pairs) forms.
+const FULL_MAP: u8 = 0xab;
+const COMPACT_MAP: u8 = 0xa9;
+
+impl EntryCompactor {
+    /// A compactor for the wallet with this log id and signing key.
+    pub fn new(log: [u8; 32], key: [u8; 33]) -> Self {
+        let mut pairs = Vec::with_capacity(COMPACT_SAVING);
+        pairs.extend_from_slice(&[0x63, b'k', b'e', b'y', 0x58, 33]);
+        pairs.extend_from_slice(&key);
+        pairs.extend_from_slice(&[0x63, b'l', b'o', b'g', 0x58, 32]);
+        pairs.extend_from_slice(&log);
+        Self { pairs, log, key }
+    }
+
+    /// The compact form of a full entry of this wallet, or `None` when `full` does not
+    /// carry this wallet's key and log id (it is then not one of our entries).
+    pub fn compact(&self, full: &[u8]) -> Option<Vec<u8>> {
+        let (first, rest) = full.split_first()?;
+        if *first != FULL_MAP {
+            return None;
+        }
+        // In canonical order the pairs follow `v`, `ctx` and `dev`: the first match.
+        let at = rest
+            .windows(self.pairs.len())
+            .position(|w| w == self.pairs.as_slice())?;
+        let (head, tail) = rest.split_at(at);
+        let tail = tail.get(self.pairs.len()..)?;
+        let mut out = Vec::with_capacity(full.len().saturating_sub(COMPACT_SAVING));
+        out.push(COMPACT_MAP);
+        out.extend_from_slice(head);
+        out.extend_from_slice(tail);
+        Some(out)
+    }
+
+    /// The full entry bytes of a compact entry. Refuses input that is not the exact
+    /// compact form of some entry (strict DAG-CBOR, canonical, nine keys); whether
+    /// the restored entry is valid is for the OpLog to verify.
+    pub fn expand(&self, compact: &[u8]) -> Result<Vec<u8>, WireError> {
+        let bad = |reason: String| WireError::Malformed {
+            what: "compact entry",
+            reason,
+        };
+        if compact.len() > crate::oplog::MAX_ENTRY_BYTES {
+            return Err(WireError::TooLarge {
+                what: "compact entry",
+                len: compact.len(),
+                max: crate::oplog::MAX_ENTRY_BYTES,
+            });
+        }
+        if compact.first() != Some(&COMPACT_MAP) {
+            return Err(bad("not a nine-key map".into()));
+        }
+        let c: CompactIn =
+            serde_ipld_dagcbor::from_slice(compact).map_err(|e| bad(e.to_string()))?;
+        let full = serde_ipld_dagcbor::to_vec(&FullOut {
+            v: c.v,
+            log: serde_bytes::Bytes::new(&self.log),
+            dev: serde_bytes::Bytes::new(&c.dev),
+            seq: c.seq,
+            prev: c.prev,
+            ctx: &c.ctx,
+            clock: c.clock,
+            wall: c.wall,
+            key: serde_bytes::Bytes::new(&self.key),
+            body: serde_bytes::Bytes::new(&c.body),
+            sig: serde_bytes::Bytes::new(&c.sig),
+        })
+        .map_err(|e| bad(e.to_string()))?;
+        // Canonical input only: compacting the result must give the input back.
+        if self.compact(&full).as_deref() != Some(compact) {
+            return Err(bad("not canonical".into()));
+        }
+        Ok(full)
+    }
+}
+
 /// Reads one `u32 length ‖ body` frame, refusing lengths above `max` before reading.
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
@@ -325,6 +518,51 @@ impl libp2p::request_response::Codec for CatchupCodec {
     }
 }
 
+/// The snapshot codec: length-prefixed canonical DAG-CBOR with hard size limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotCodec;
+
+impl libp2p::request_response::Codec for SnapshotCodec {
+    type Protocol = StreamProtocol;
+    type Request = SnapshotRequest;
+    type Response = SnapshotResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SnapshotRequest> {
+        SnapshotRequest::decode(&read_frame(io, MAX_SNAPSHOT_REQUEST_BYTES).await?).map_err(invalid)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SnapshotResponse> {
+        SnapshotResponse::decode(&read_frame(io, MAX_SNAPSHOT_TRANSFER_BYTES).await?)
+            .map_err(invalid)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: SnapshotRequest,
+    ) -> io::Result<()> {
+        write_frame(io, &req.encode()).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: SnapshotResponse,
+    ) -> io::Result<()> {
+        write_frame(io, &res.encode()).await
+    }
+}
+
 #[cfg(test)]
 #[expect(clippy::indexing_slicing, reason = "tests mutate known-length buffers")]
 mod tests {
@@ -354,8 +592,20 @@ mod tests {
         let r = CatchupResponse {
             v: WIRE_VERSION,
             more: true,
+            pruned: false,
             entries: vec![ByteBuf::from(vec![9; 40])],
         };
+        assert_eq!(CatchupResponse::decode(&r.encode()).unwrap(), r);
+        let s = SnapshotRequest {
+            v: WIRE_VERSION,
+            log: ByteBuf::from(vec![7; 32]),
+        };
+        assert_eq!(SnapshotRequest::decode(&s.encode()).unwrap(), s);
+        let s = SnapshotResponse {
+            v: WIRE_VERSION,
+            snapshot: Some(ByteBuf::from(vec![1, 2, 3])),
+        };
+        assert_eq!(SnapshotResponse::decode(&s.encode()).unwrap(), s);
         assert_eq!(CatchupResponse::decode(&r.encode()).unwrap(), r);
     }
 
@@ -364,17 +614,18 @@ mod tests {
         let g = Gossip::new(vec![vec![1, 2, 3]]);
         assert_eq!(
             hex::encode(g.encode()),
-            "a261760167656e74726965738143010203"
+            "a261760267656e74726965738143010203"
         );
         let r = CatchupResponse {
             v: WIRE_VERSION,
             more: false,
+            pruned: true,
             entries: vec![],
         };
-        // canonical order: v, more, entries
+        // canonical order: v, more, pruned, entries
         assert_eq!(
             hex::encode(r.encode()),
-            "a3617601646d6f7265f467656e747269657380"
+            "a4617602646d6f7265f4667072756e6564f567656e747269657380"
         );
     }
 
@@ -402,10 +653,10 @@ mod tests {
             Err(WireError::Count { .. })
         ));
         let mut r = request();
-        r.v = 2;
+        r.v = 1;
         assert_eq!(
             CatchupRequest::decode(&r.encode()),
-            Err(WireError::UnknownVersion(2))
+            Err(WireError::UnknownVersion(1))
         );
         let huge = vec![0u8; MAX_GOSSIP_BYTES + 1];
         assert!(matches!(
@@ -425,6 +676,78 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
+    fn wallet() -> (crate::oplog::LogKeys, Vec<u8>) {
+        static WALLET: std::sync::OnceLock<(crate::oplog::LogKeys, Vec<u8>)> =
+            std::sync::OnceLock::new();
+        WALLET.get_or_init(make_wallet).clone()
+    }
+
+    fn make_wallet() -> (crate::oplog::LogKeys, Vec<u8>) {
+        use crate::oplog::entry::{Draft, Entry, Head, cid_of};
+        let wk = crate::keys::WalletKeys::from_address_key(&crate::secret::Secret32::new([9; 32]))
+            .unwrap();
+        let keys = crate::oplog::LogKeys::new(&wk.oplog).unwrap();
+        let draft = Draft {
+            device: [1; 8],
+            seq: 2,
+            prev: Some(cid_of(b"prev")),
+            ctx: vec![Head {
+                device: [2; 8],
+                seq: 3,
+                id: cid_of(b"x"),
+            }],
+            clock: 7,
+            wall_ms: 1_700_000_000_000,
+        };
+        let ops = [crate::oplog::Op {
+            key: "k000001".into(),
+            value: Some(vec![0x5a; 45]),
+        }];
+        let (_, bytes) = Entry::seal_encoded(&keys, draft, &ops).unwrap();
+        (keys, bytes)
+    }
+
+    fn compactor(keys: &crate::oplog::LogKeys) -> EntryCompactor {
+        EntryCompactor::new(*keys.log_id(), *keys.public_key())
+    }
+
+    #[test]
+    fn compact_entries_round_trip_and_verify() {
+        let (keys, full) = wallet();
+        let c = compactor(&keys);
+        let compact = c.compact(&full).unwrap();
+        assert_eq!(compact.len() + COMPACT_SAVING, full.len());
+        assert_eq!(compact[0], 0xa9);
+        let back = c.expand(&compact).unwrap();
+        assert_eq!(back, full);
+        crate::oplog::decode_verified(&back, &keys).unwrap();
+    }
+
+    #[test]
+    fn another_wallet_cannot_restore_our_entries() {
+        let (keys, full) = wallet();
+        let compact = compactor(&keys).compact(&full).unwrap();
+        let wk = crate::keys::WalletKeys::from_address_key(&crate::secret::Secret32::new([8; 32]))
+            .unwrap();
+        let other = crate::oplog::LogKeys::new(&wk.oplog).unwrap();
+        // Another wallet does not find its key and log id in our entry...
+        assert!(compactor(&other).compact(&full).is_none());
+        // ...and restoring ours with its values gives an entry that fails verification.
+        let restored = compactor(&other).expand(&compact).unwrap();
+        assert!(crate::oplog::decode_verified(&restored, &other).is_err());
+    }
+
+    #[test]
+    fn non_canonical_compact_entries_are_refused() {
+        let (keys, full) = wallet();
+        let c = compactor(&keys);
+        // The full form is not the compact form.
+        assert!(c.expand(&full).is_err());
+        let mut compact = c.compact(&full).unwrap();
+        compact.push(0);
+        assert!(c.expand(&compact).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(5000))]
         #[test]
@@ -432,6 +755,29 @@ mod tests {
             let _ = Gossip::decode(&bytes);
             let _ = CatchupRequest::decode(&bytes);
             let _ = CatchupResponse::decode(&bytes);
+            let _ = SnapshotRequest::decode(&bytes);
+            let _ = SnapshotResponse::decode(&bytes);
+        }
+
+        #[test]
+        fn random_compact_entries_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let (keys, _) = wallet();
+            let _ = compactor(&keys).expand(&bytes);
+        }
+
+        #[test]
+        fn mutated_compact_entries_never_panic_nor_verify(pos in any::<proptest::sample::Index>(), byte in any::<u8>()) {
+            let (keys, full) = wallet();
+            let c = compactor(&keys);
+            let mut compact = c.compact(&full).unwrap();
+            let i = pos.index(compact.len());
+            let changed = compact[i] != byte;
+            compact[i] = byte;
+            if let Ok(restored) = c.expand(&compact)
+                && changed
+            {
+                prop_assert!(crate::oplog::decode_verified(&restored, &keys).is_err());
+            }
         }
 
         #[test]
