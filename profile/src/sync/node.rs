@@ -2,19 +2,26 @@
 //! cloneable [`Node`] handle.
 //!
 //! * **Live path.** Every entry this device commits is published on the wallet's
-//!   gossipsub topic, batched when several commit together. Received gossip is
-//!   decoded, verified and applied by [`Store::ingest`]; only then is it reported
-//!   to gossipsub as `Accept` (forwarded) or `Reject` (penalised, not forwarded).
+//!   gossipsub topic (anonymous messages, compact entries; see [`super::wire`]),
+//!   batched when several commit together. Received gossip goes through the ingest
+//!   pipeline; only once the store has applied it is it reported to gossipsub as
+//!   `Accept` (forwarded) or `Reject` (penalised, not forwarded).
+//! * **Ingest pipeline.** Two tasks joined by bounded channels: the first restores and
+//!   verifies each batch (`Store::verify_batch`, in parallel), the second applies it
+//!   (`Store::apply_verified`), in order. The event loop only hands batches over and
+//!   reads the results, so it keeps serving the network while entries are verified.
 //! * **Catch-up.** With every device that joins the wallet topic, when an entry
 //!   arrives before its predecessor, and every anti-entropy period (jittered), the
-//!   node sends its version vector and ingests the pages of entries it lacks. Pending
-//!   entries wait in SQLite, so a restarted node resumes where it stopped.
+//!   node sends its version vector and ingests the pages of entries it lacks; the next
+//!   page is requested as soon as the previous one is verified. Pending entries wait
+//!   in SQLite, so a restarted node resumes where it stopped. A peer that pruned what
+//!   we lack says so, and we fetch its sealed snapshot instead, then the entries after.
 //! * **Peers.** Explicit and remembered addresses are dialled at start and redialled
 //!   with exponential backoff; peers this node connects to are remembered in the peer
 //!   book; a peer that sends invalid data collects strikes and is banned.
 //!
-//! The loop is a `biased` select: commands first, then local changes, then swarm
-//! events, then the housekeeping tick. Everything it holds is bounded.
+//! The loop is a `biased` select: commands first, then local changes, then pipeline
+//! results, then swarm events, then the housekeeping tick. Everything it holds is bounded.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

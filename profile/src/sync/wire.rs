@@ -1,26 +1,32 @@
 //! The sync wire: what devices of one wallet send each other.
 //!
-//! Entries travel as their exact OpLog bytes (`oplog::entry` owns that format); this
-//! module only frames them. Receivers verify every entry before applying it, so
-//! nothing here is trusted.
+//! Entries travel in compact form ([`EntryCompactor`]): their exact OpLog bytes
+//! (`oplog::entry` owns that format) without the `key` and `log` pairs every entry of
+//! a wallet shares; the receiver restores them with its own wallet's values and
+//! verifies the result. Nothing here is trusted.
 //!
 //! # Format
 //!
-//! All messages are canonical DAG-CBOR maps; `v` is [`WIRE_VERSION`] and any other
+//! All messages are canonical DAG-CBOR maps; `v` is [`WIRE_VERSION`] (2) and any other
 //! value fails closed.
 //!
-//! * **Gossip** (published on the wallet's topic): `{v: 1, entries: [bytes…]}` with
+//! * **Gossip** (published on the wallet's topic): `{v: 2, entries: [bytes…]}` with
 //!   1 ≤ entries ≤ [`MAX_GOSSIP_ENTRIES`], the whole message ≤ [`MAX_GOSSIP_BYTES`].
 //! * **Catch-up** (request-response, protocol [`CATCHUP_PROTOCOL`]). On the stream,
 //!   each message is `u32 big-endian length ‖ DAG-CBOR`; the length is checked against
 //!   the maximum before anything is read or allocated.
-//!   * request `{v: 1, log: bytes(32), have: [[bytes(8) device, uint seq]…], max: uint}`
+//!   * request `{v: 2, log: bytes(32), have: [[bytes(8) device, uint seq]…], max: uint}`
 //!     — the requester's version vector (highest contiguous sequence per device, sorted
 //!     by device, ≤ [`MAX_VECTOR_DEVICES`]) and the most entries it wants in this page
 //!     (1 ≤ max ≤ [`MAX_PAGE_ENTRIES`]); ≤ [`MAX_REQUEST_BYTES`].
-//!   * response `{v: 1, more: bool, entries: [bytes…]}` — entries the requester lacks,
-//!     in per-device sequence order, at most `max` and ≤ [`MAX_RESPONSE_BYTES`] in all;
-//!     `more` says another page is waiting.
+//!   * response `{v: 2, more: bool, pruned: bool, entries: [bytes…]}` — entries the
+//!     requester lacks, in per-device sequence order, at most `max` and
+//!     ≤ [`MAX_RESPONSE_BYTES`] in all; `more` says another page is waiting, `pruned`
+//!     that the responder pruned entries the requester lacks (ask for a snapshot).
+//! * **Snapshot** (protocol [`SNAPSHOT_PROTOCOL`], same framing): request
+//!   `{v: 2, log: bytes(32)}` ≤ [`MAX_SNAPSHOT_REQUEST_BYTES`]; response
+//!   `{v: 2, snapshot: bytes | null}` (a sealed OpLog snapshot) ≤
+//!   [`MAX_SNAPSHOT_TRANSFER_BYTES`].
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use std::io;
@@ -41,10 +47,10 @@ pub const SNAPSHOT_PROTOCOL: StreamProtocol = StreamProtocol::new("/sphere-profi
 pub const MAX_SNAPSHOT_TRANSFER_BYTES: usize = 64 * 1024 * 1024;
 /// Largest snapshot request.
 pub const MAX_SNAPSHOT_REQUEST_BYTES: usize = 1024;
-/// Bytes the compact wire form of an entry leaves out: its `key` and `log` pairs.
-pub const COMPACT_SAVING: usize = KEY_PAIR_LEN + LOG_PAIR_LEN;
-const KEY_PAIR_LEN: usize = 4 + 2 + 33;
-const LOG_PAIR_LEN: usize = 4 + 2 + 32;
+/// Bytes the compact wire form of an entry leaves out: its `key` and `log` pairs
+/// (77 bytes) and the names of its other nine keys (39 bytes); the array header
+/// takes the map header's one byte.
+pub const COMPACT_SAVING: usize = 116;
 /// Largest gossip message: one maximal entry (1 MiB) plus framing. Also the
 /// gossipsub `max_transmit_size`.
 pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024 + 4096;
@@ -101,9 +107,9 @@ pub enum WireError {
     UnsortedVector,
 }
 
-/// A batch of entries published on the wallet topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A batch of entries published on the wallet topic. On the wire it is the
+/// two-item array `[v, entries]` (it travels once per message: no key names).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gossip {
     /// [`WIRE_VERSION`].
     pub v: u64,
@@ -218,6 +224,10 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         .expect("maps of integers, booleans and byte strings always encode")
 }
 
+/// The wire shape of [`Gossip`].
+#[derive(Serialize, Deserialize)]
+struct GossipWire(u64, Vec<ByteBuf>);
+
 impl Gossip {
     /// A gossip message carrying `entries`.
     pub fn new(entries: Vec<Vec<u8>>) -> Self {
@@ -229,15 +239,15 @@ impl Gossip {
 
     /// Canonical bytes.
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        encode(&GossipWire(self.v, self.entries.clone()))
     }
 
     /// Decodes and checks every bound.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        let g: Self = decode_canonical("gossip message", bytes, MAX_GOSSIP_BYTES)?;
-        check_version(g.v)?;
-        check_count("gossip entries", g.entries.len(), 1, MAX_GOSSIP_ENTRIES)?;
-        Ok(g)
+        let GossipWire(v, entries) = decode_canonical("gossip message", bytes, MAX_GOSSIP_BYTES)?;
+        check_version(v)?;
+        check_count("gossip entries", entries.len(), 1, MAX_GOSSIP_ENTRIES)?;
+        Ok(Self { v, entries })
     }
 }
 
@@ -323,94 +333,136 @@ impl SnapshotResponse {
     }
 }
 
-/// The compact wire form of an entry: its canonical bytes without the `key` and
-/// `log` pairs, which every entry of a wallet carries with the same values (the
-/// wallet's signing key and log id). The map header `ab` (11 pairs) becomes `a9`.
+/// The compact wire form of an entry: a CBOR array of the values of its canonical map,
+/// in the map's key order, without the keys and without the `key` and `log` pairs
+/// (the same in every entry of a wallet):
+/// `[v, ctx, dev, seq, sig, body, prev, wall, clock]`, each value's bytes exactly as
+/// in the entry. The conversion is a byte splice both ways; no field is re-encoded.
 ///
-/// The receiver puts its own wallet's key and log id back and verifies the
-/// signature over the restored bytes, so an entry of another log or signer fails
-/// verification exactly as it would in full form; nothing is trusted.
+/// The receiver puts the key names and its own wallet's signing key and log id back
+/// and hands the result to the OpLog, whose strict canonical decoder and signature
+/// check decide. An entry of another log or signer fails verification exactly as it
+/// would in full form (as a bad signature); nothing is trusted.
 #[derive(Debug, Clone)]
 pub struct EntryCompactor {
-    /// The `key` and `log` pairs as they appear in a full entry.
-    pairs: Vec<u8>,
-    log: [u8; 32],
-    key: [u8; 33],
+    /// The value bytes of the `key` and `log` pairs of a full entry of this wallet.
+    key_value: Vec<u8>,
+    log_value: Vec<u8>,
 }
 
-/// The compact entry map (nine keys).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompactIn {
-    v: u64,
-    dev: ByteBuf,
-    seq: u64,
-    prev: Option<cid::Cid>,
-    ctx: Vec<(ByteBuf, u64, cid::Cid)>,
-    clock: u64,
-    wall: u64,
-    body: ByteBuf,
-    sig: ByteBuf,
-}
-
-/// The full entry map, encoded canonically (the serializer sorts the keys).
-#[derive(Serialize)]
-struct FullOut<'a> {
-    v: u64,
-    log: &'a serde_bytes::Bytes,
-    dev: &'a serde_bytes::Bytes,
-    seq: u64,
-    prev: Option<cid::Cid>,
-    ctx: &'a [(ByteBuf, u64, cid::Cid)],
-    clock: u64,
-    wall: u64,
-    key: &'a serde_bytes::Bytes,
-    body: &'a serde_bytes::Bytes,
-    sig: &'a serde_bytes::Bytes,
-}
-
-/// CBOR map headers of the full (11 pairs) and compact (9 pairs) forms.
+/// The keys of a full entry in canonical order, as encoded CBOR text strings.
+const ENTRY_KEYS: [&[u8]; 11] = [
+    b"\x61v",
+    b"\x63ctx",
+    b"\x63dev",
+    b"\x63key",
+    b"\x63log",
+    b"\x63seq",
+    b"\x63sig",
+    b"\x64body",
+    b"\x64prev",
+    b"\x64wall",
+    b"\x65clock",
+];
+/// Positions of `key` and `log` in [`ENTRY_KEYS`].
+const KEY_AT: usize = 3;
+const LOG_AT: usize = 4;
+/// CBOR headers: map of 11 pairs (a full entry), array of 9 items (compact).
 const FULL_MAP: u8 = 0xab;
-const COMPACT_MAP: u8 = 0xa9;
+const COMPACT_ARRAY: u8 = 0x89;
+
+/// The end of the CBOR item starting at `at`, for well-formed definite-length
+/// items; `None` if `bytes` ends first or holds an indefinite length or a reserved
+/// header. Iterative: nested arrays and maps only raise a counter.
+fn item_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut pos = at;
+    let mut pending: usize = 1;
+    while pending > 0 {
+        pending = pending.checked_sub(1)?;
+        let head = *bytes.get(pos)?;
+        pos = pos.checked_add(1)?;
+        let (major, info) = (head >> 5, head & 0x1f);
+        let arg: u64 = match info {
+            0..=23 => u64::from(info),
+            24..=27 => {
+                let n = 1usize.checked_shl(u32::from(info.checked_sub(24)?))?;
+                let raw = bytes.get(pos..pos.checked_add(n)?)?;
+                pos = pos.checked_add(n)?;
+                raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+            }
+            _ => return None,
+        };
+        let arg = usize::try_from(arg).ok()?;
+        match major {
+            0 | 1 | 7 => {}
+            2 | 3 => {
+                pos = pos.checked_add(arg)?;
+                if pos > bytes.len() {
+                    return None;
+                }
+            }
+            // Every item takes at least one byte: refuse counts the input cannot hold.
+            4 | 5 => {
+                let items = if major == 5 { arg.checked_mul(2)? } else { arg };
+                if items > bytes.len().saturating_sub(pos) {
+                    return None;
+                }
+                pending = pending.checked_add(items)?;
+            }
+            _ => pending = pending.checked_add(1)?,
+        }
+    }
+    Some(pos)
+}
 
 impl EntryCompactor {
     /// A compactor for the wallet with this log id and signing key.
     pub fn new(log: [u8; 32], key: [u8; 33]) -> Self {
-        let mut pairs = Vec::with_capacity(COMPACT_SAVING);
-        pairs.extend_from_slice(&[0x63, b'k', b'e', b'y', 0x58, 33]);
-        pairs.extend_from_slice(&key);
-        pairs.extend_from_slice(&[0x63, b'l', b'o', b'g', 0x58, 32]);
-        pairs.extend_from_slice(&log);
-        Self { pairs, log, key }
+        let mut key_value = vec![0x58, 33];
+        key_value.extend_from_slice(&key);
+        let mut log_value = vec![0x58, 32];
+        log_value.extend_from_slice(&log);
+        Self {
+            key_value,
+            log_value,
+        }
     }
 
-    /// The compact form of a full entry of this wallet, or `None` when `full` does not
-    /// carry this wallet's key and log id (it is then not one of our entries).
+    /// The compact form of a full entry of this wallet, or `None` when `full` is not
+    /// an eleven-key entry map carrying this wallet's key and log id.
     pub fn compact(&self, full: &[u8]) -> Option<Vec<u8>> {
-        let (first, rest) = full.split_first()?;
-        if *first != FULL_MAP {
+        if full.first() != Some(&FULL_MAP) {
             return None;
         }
-        // In canonical order the pairs follow `v`, `ctx` and `dev`: the first match.
-        let at = rest
-            .windows(self.pairs.len())
-            .position(|w| w == self.pairs.as_slice())?;
-        let (head, tail) = rest.split_at(at);
-        let tail = tail.get(self.pairs.len()..)?;
-        let mut out = Vec::with_capacity(full.len().saturating_sub(COMPACT_SAVING));
-        out.push(COMPACT_MAP);
-        out.extend_from_slice(head);
-        out.extend_from_slice(tail);
-        Some(out)
+        let mut out = Vec::with_capacity(full.len());
+        out.push(COMPACT_ARRAY);
+        let mut pos = 1usize;
+        for (i, name) in ENTRY_KEYS.iter().enumerate() {
+            let value_at = pos.checked_add(name.len())?;
+            if full.get(pos..value_at)? != *name {
+                return None;
+            }
+            let end = item_end(full, value_at)?;
+            let value = full.get(value_at..end)?;
+            match i {
+                KEY_AT if value != self.key_value.as_slice() => return None,
+                LOG_AT if value != self.log_value.as_slice() => return None,
+                KEY_AT | LOG_AT => {}
+                _ => out.extend_from_slice(value),
+            }
+            pos = end;
+        }
+        (pos == full.len()).then_some(out)
     }
 
-    /// The full entry bytes of a compact entry. Refuses input that is not the exact
-    /// compact form of some entry (strict DAG-CBOR, canonical, nine keys); whether
-    /// the restored entry is valid is for the OpLog to verify.
+    /// The full entry bytes of a compact entry: the key names and this wallet's key
+    /// and log id put back. Refuses input that is not a nine-item array of complete
+    /// CBOR items with nothing after it; whether the result is a valid, canonical,
+    /// correctly signed entry is for the OpLog to decide.
     pub fn expand(&self, compact: &[u8]) -> Result<Vec<u8>, WireError> {
-        let bad = |reason: String| WireError::Malformed {
+        let bad = |reason: &str| WireError::Malformed {
             what: "compact entry",
-            reason,
+            reason: reason.into(),
         };
         if compact.len() > crate::oplog::MAX_ENTRY_BYTES {
             return Err(WireError::TooLarge {
@@ -419,30 +471,29 @@ impl EntryCompactor {
                 max: crate::oplog::MAX_ENTRY_BYTES,
             });
         }
-        if compact.first() != Some(&COMPACT_MAP) {
-            return Err(bad("not a nine-key map".into()));
+        if compact.first() != Some(&COMPACT_ARRAY) {
+            return Err(bad("not a nine-item array"));
         }
-        let c: CompactIn =
-            serde_ipld_dagcbor::from_slice(compact).map_err(|e| bad(e.to_string()))?;
-        let full = serde_ipld_dagcbor::to_vec(&FullOut {
-            v: c.v,
-            log: serde_bytes::Bytes::new(&self.log),
-            dev: serde_bytes::Bytes::new(&c.dev),
-            seq: c.seq,
-            prev: c.prev,
-            ctx: &c.ctx,
-            clock: c.clock,
-            wall: c.wall,
-            key: serde_bytes::Bytes::new(&self.key),
-            body: serde_bytes::Bytes::new(&c.body),
-            sig: serde_bytes::Bytes::new(&c.sig),
-        })
-        .map_err(|e| bad(e.to_string()))?;
-        // Canonical input only: compacting the result must give the input back.
-        if self.compact(&full).as_deref() != Some(compact) {
-            return Err(bad("not canonical".into()));
+        let mut out = Vec::with_capacity(compact.len().saturating_add(COMPACT_SAVING));
+        out.push(FULL_MAP);
+        let mut pos = 1usize;
+        for (i, name) in ENTRY_KEYS.iter().enumerate() {
+            out.extend_from_slice(name);
+            match i {
+                KEY_AT => out.extend_from_slice(&self.key_value),
+                LOG_AT => out.extend_from_slice(&self.log_value),
+                _ => {
+                    let end = item_end(compact, pos).ok_or_else(|| bad("truncated item"))?;
+                    let value = compact.get(pos..end).ok_or_else(|| bad("truncated item"))?;
+                    out.extend_from_slice(value);
+                    pos = end;
+                }
+            }
         }
-        Ok(full)
+        if pos != compact.len() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(out)
     }
 }
 
@@ -612,10 +663,7 @@ mod tests {
     #[test]
     fn gossip_bytes_match_the_worked_example_in_formats_md() {
         let g = Gossip::new(vec![vec![1, 2, 3]]);
-        assert_eq!(
-            hex::encode(g.encode()),
-            "a261760267656e74726965738143010203"
-        );
+        assert_eq!(hex::encode(g.encode()), "82028143010203");
         let r = CatchupResponse {
             v: WIRE_VERSION,
             more: false,
@@ -717,10 +765,47 @@ mod tests {
         let c = compactor(&keys);
         let compact = c.compact(&full).unwrap();
         assert_eq!(compact.len() + COMPACT_SAVING, full.len());
-        assert_eq!(compact[0], 0xa9);
+        assert_eq!(compact[0], 0x89);
         let back = c.expand(&compact).unwrap();
         assert_eq!(back, full);
         crate::oplog::decode_verified(&back, &keys).unwrap();
+    }
+
+    #[test]
+    fn compact_form_of_the_worked_example_matches_formats_md() {
+        use crate::oplog::entry::{Draft, Entry};
+        let wk = crate::keys::WalletKeys::from_address_key(&crate::secret::Secret32::new([1; 32]))
+            .unwrap();
+        let keys = crate::oplog::LogKeys::new(&wk.oplog).unwrap();
+        let draft = Draft {
+            device: [1, 2, 3, 4, 5, 6, 7, 8],
+            seq: 1,
+            prev: None,
+            ctx: vec![],
+            clock: 1,
+            wall_ms: 1_700_000_000_000,
+        };
+        let ops = [
+            crate::oplog::Op {
+                key: "settings.theme".into(),
+                value: Some(b"dark".to_vec()),
+            },
+            crate::oplog::Op {
+                key: "old".into(),
+                value: None,
+            },
+        ];
+        let (_, full) = Entry::seal_with_nonce(&keys, draft, &ops, [0x11; 12]).unwrap();
+        assert_eq!(full.len(), 265);
+        let compact = compactor(&keys).compact(&full).unwrap();
+        assert_eq!(compact.len(), 149);
+        let hex = hex::encode(&compact);
+        assert!(
+            hex.starts_with("8901804801020304050607080158414ab3dc"),
+            "{hex}"
+        );
+        assert!(hex.ends_with("f61b0000018bcfe5680001"), "{hex}");
+        assert_eq!(compactor(&keys).expand(&compact).unwrap(), full);
     }
 
     #[test]
