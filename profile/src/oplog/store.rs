@@ -586,18 +586,18 @@ fn verify_all(entries: Vec<Vec<u8>>, keys: &LogKeys) -> Verified {
         while it.peek().is_some() {
             chunks.push(it.by_ref().take(per).collect());
         }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = chunks
+        let run = |chunk: Vec<(usize, Vec<u8>)>| {
+            chunk
                 .into_iter()
-                .map(|chunk| {
-                    s.spawn(move || {
-                        chunk
-                            .into_iter()
-                            .map(|(i, b)| verify_one(i, b, keys).map_err(|r| (i, r)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
+                .map(|(i, b)| verify_one(i, b, keys).map_err(|r| (i, r)))
+                .collect::<Vec<_>>()
+        };
+        std::thread::scope(|s| {
+            // The first chunk runs on this thread, the others on scoped threads.
+            let mut chunks = chunks.into_iter();
+            let first = chunks.next().unwrap_or_default();
+            let handles: Vec<_> = chunks.map(|chunk| s.spawn(move || run(chunk))).collect();
+            results.extend(run(first));
             for h in handles {
                 match h.join() {
                     Ok(part) => results.extend(part),

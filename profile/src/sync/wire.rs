@@ -1,16 +1,17 @@
 //! The sync wire: what devices of one wallet send each other.
 //!
-//! Entries travel in compact form ([`EntryCompactor`]): their exact OpLog bytes
-//! (`oplog::entry` owns that format) without the `key` and `log` pairs every entry of
-//! a wallet shares; the receiver restores them with its own wallet's values and
-//! verifies the result. Nothing here is trusted.
+//! Entries travel in compact form ([`EntryCompactor`]): the value bytes of their
+//! exact OpLog encoding (`oplog::entry` owns that format) without the key names and
+//! without the `key` and `log` values every entry of a wallet shares; the receiver
+//! restores them with its own wallet's values and the OpLog verifies the result.
+//! Nothing here is trusted.
 //!
 //! # Format
 //!
-//! All messages are canonical DAG-CBOR maps; `v` is [`WIRE_VERSION`] (2) and any other
+//! All messages are canonical DAG-CBOR (maps, and a two-item array for gossip); `v` is [`WIRE_VERSION`] (2) and any other
 //! value fails closed.
 //!
-//! * **Gossip** (published on the wallet's topic): `{v: 2, entries: [bytes…]}` with
+//! * **Gossip** (published on the wallet's topic): the array `[v = 2, [bytes…]]` with
 //!   1 ≤ entries ≤ [`MAX_GOSSIP_ENTRIES`], the whole message ≤ [`MAX_GOSSIP_BYTES`].
 //! * **Catch-up** (request-response, protocol [`CATCHUP_PROTOCOL`]). On the stream,
 //!   each message is `u32 big-endian length ‖ DAG-CBOR`; the length is checked against
