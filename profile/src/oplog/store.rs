@@ -761,3 +761,63 @@ fn commit_group(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+    use super::*;
+    use crate::keys::WalletKeys;
+    use crate::secret::Secret32;
+
+    fn store(device: u8) -> Store {
+        let keys = WalletKeys::from_address_key(&Secret32::new([3; 32])).unwrap();
+        Store::in_memory(&keys.oplog, [device; 8], StoreConfig::default()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_verification_keeps_input_order_and_rejects_in_place() {
+        let a = store(1);
+        for i in 0..40u8 {
+            a.put(format!("k{i:02}"), vec![i; 45]).await.unwrap();
+        }
+        let mut page = a
+            .entries_since(&VersionVector::default(), 100)
+            .await
+            .unwrap()
+            .entries;
+        assert!(page.len() >= PARALLEL_VERIFY_MIN, "takes the parallel path");
+        // Damage entry 20: a byte of its `prev` CID (the pairs after it, `wall` and
+        // `clock`, take fewer than 40 bytes), which its signature covers.
+        let n = page[20].len();
+        page[20][n - 40] ^= 1;
+        let b = store(2);
+        let verified = b.verify_batch(page.clone()).await.unwrap();
+        assert_eq!(verified.len(), 39);
+        let positions: Vec<u64> = verified.positions().map(|(_, s)| s).collect();
+        let expected: Vec<u64> = (1..=40).filter(|s| *s != 21).collect();
+        assert_eq!(
+            positions, expected,
+            "verified entries keep their input order"
+        );
+        let report = b.apply_verified(verified).await.unwrap();
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(
+            report.rejected[0].0, 20,
+            "rejected where it was in the input"
+        );
+        assert_eq!(report.applied.len(), 20);
+        assert_eq!(report.pending.len(), 19, "the entries after the gap wait");
+        // The intact entry fills the gap and releases the rest.
+        let page_ok = a
+            .entries_since(&VersionVector::default(), 100)
+            .await
+            .unwrap()
+            .entries;
+        let report = b.ingest(vec![page_ok[20].clone()]).await.unwrap();
+        assert_eq!(report.applied.len(), 20);
+        assert_eq!(
+            a.state_digest().await.unwrap(),
+            b.state_digest().await.unwrap()
+        );
+    }
+}
