@@ -13,7 +13,7 @@
 //! * **Catch-up.** With every device that joins the wallet topic, when an entry
 //!   arrives before its predecessor, and every anti-entropy period (jittered), the
 //!   node sends its version vector and ingests the pages of entries it lacks; the next
-//!   page is requested as soon as the previous one is verified. Pending entries wait
+//!   page is requested as soon as the previous one arrives. Pending entries wait
 //!   in SQLite, so a restarted node resumes where it stopped. A peer that pruned what
 //!   we lack says so, and we fetch its sealed snapshot instead, then the entries after.
 //! * **Peers.** Explicit and remembered addresses are dialled at start and redialled
@@ -47,10 +47,11 @@ use super::wire::{
     CATCHUP_PROTOCOL, CatchupCodec, CatchupRequest, CatchupResponse, EntryCompactor, Gossip,
     MAX_GOSSIP_BYTES, MAX_GOSSIP_ENTRIES, MAX_RESPONSE_BYTES, MAX_SNAPSHOT_TRANSFER_BYTES,
     SNAPSHOT_PROTOCOL, SnapshotCodec, SnapshotRequest, SnapshotResponse, WIRE_VERSION,
+    compact_position,
 };
 use crate::oplog::{
-    Change, DeviceId, IngestReport, MAX_INGEST, Origin, Rejected, Snapshot, Store, StoreError,
-    Verified, VersionVector,
+    Change, IngestReport, MAX_INGEST, Origin, Rejected, Snapshot, Store, StoreError, Verified,
+    VersionVector,
 };
 
 /// Capacity of the command channel to the event loop.
@@ -72,6 +73,9 @@ pub const APPLY_QUEUE: usize = 2;
 /// than the two messages each batch can have in flight, so the pipeline never waits
 /// on the loop.
 const DONE_CAP: usize = 4 * (VERIFY_QUEUE + APPLY_QUEUE + 2);
+/// Catch-up pages of one round in the ingest pipeline at once: while one is applied
+/// and the next verified, a third is on its way.
+pub const PAGES_IN_FLIGHT: usize = 3;
 /// Shortest time between two snapshot requests to one peer.
 pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(60);
 /// Domain separator of the gossip topic derivation.
@@ -170,7 +174,6 @@ impl Node {
                 compactor.clone(),
                 job_rx,
                 apply_tx,
-                done_tx.clone(),
             )),
             tokio::spawn(apply_stage(store.clone(), apply_rx, done_tx)),
         ];
@@ -393,17 +396,20 @@ impl DialTarget {
 }
 
 /// One catch-up round with a peer: pages are requested one after the other, each
-/// as soon as the previous one is verified (not yet applied), so verification,
-/// the store and the network work at the same time.
+/// as soon as the previous one arrives (at most [`PAGES_IN_FLIGHT`] in the ingest
+/// pipeline), so the network, verification and the store work at the same time.
 struct Round {
     applied: usize,
     again: bool,
-    /// The version vector of the last request, advanced by each verified page.
+    /// The version vector of the last request, advanced by each page's positions.
     have: VersionVector,
     /// A request is out, or a page is being verified before the next request.
     requesting: bool,
     /// Pages handed to the ingest pipeline and not yet applied.
     in_flight: usize,
+    /// The next request waits until fewer than [`PAGES_IN_FLIGHT`] pages are in the
+    /// pipeline.
+    deferred: bool,
     /// A snapshot was asked for and has not arrived.
     snapshot: bool,
 }
@@ -412,8 +418,8 @@ struct Round {
 enum JobKind {
     /// A gossip message, validated once its entries are applied.
     Gossip { id: gossipsub::MessageId },
-    /// A catch-up page; `more` says the responder has another.
-    Page { more: bool },
+    /// A catch-up page.
+    Page,
 }
 
 /// A batch of compact entries from `peer` for the ingest pipeline.
@@ -425,12 +431,6 @@ struct Job {
 
 /// What the ingest pipeline reports to the event loop.
 enum Done {
-    /// A page passed verification: `(device, seq)` of its valid entries.
-    Verified {
-        peer: PeerId,
-        positions: Vec<(DeviceId, u64)>,
-        more: bool,
-    },
     /// A batch went through the store (`report` is `None` if the store failed).
     Ingested {
         peer: PeerId,
@@ -457,7 +457,6 @@ async fn verify_stage(
     compactor: EntryCompactor,
     mut jobs: mpsc::Receiver<Job>,
     apply: mpsc::Sender<Applying>,
-    done: mpsc::Sender<Done>,
 ) {
     while let Some(job) = jobs.recv().await {
         let mut wire_errors = 0usize;
@@ -485,20 +484,6 @@ async fn verify_stage(
                     failed = true;
                     break;
                 }
-            }
-        }
-        if let JobKind::Page { more } = job.kind {
-            let positions = batches.iter().flat_map(Verified::positions).collect();
-            if done
-                .send(Done::Verified {
-                    peer: job.peer,
-                    positions,
-                    more,
-                })
-                .await
-                .is_err()
-            {
-                return;
             }
         }
         let next = Applying {
@@ -950,11 +935,6 @@ impl EventLoop {
 
     async fn on_done(&mut self, done: Done) {
         match done {
-            Done::Verified {
-                peer,
-                positions,
-                more,
-            } => self.on_verified(peer, &positions, more).await,
             Done::Ingested {
                 peer,
                 kind,
@@ -966,7 +946,7 @@ impl EventLoop {
                 }
                 match kind {
                     JobKind::Gossip { id } => self.on_gossip_ingested(peer, id, report).await,
-                    JobKind::Page { .. } => self.on_page_ingested(peer, report).await,
+                    JobKind::Page => self.on_page_ingested(peer, report).await,
                 }
             }
         }
@@ -1096,6 +1076,7 @@ impl EventLoop {
                 have,
                 requesting: true,
                 in_flight: 0,
+                deferred: false,
                 snapshot: false,
             },
         );
@@ -1224,47 +1205,48 @@ impl EventLoop {
     }
 
     async fn on_page(&mut self, peer: PeerId, response: CatchupResponse) {
-        let count = response.entries.len();
         if response.pruned {
             self.ask_snapshot(peer);
         }
-        if count > 0 {
-            let kind = JobKind::Page {
-                more: response.more,
-            };
-            if self.submit(peer, response.entries, kind).await
-                && let Some(round) = self.rounds.get_mut(&peer)
-            {
-                // The next request goes out when this page is verified.
-                round.in_flight += 1;
-                return;
+        if response.entries.is_empty() {
+            if let Some(round) = self.rounds.get_mut(&peer) {
+                round.requesting = false;
             }
+            self.maybe_finish(peer).await;
+            return;
         }
+        // Ask for the next page before this one is verified: its vector is the last
+        // one advanced by the positions the page claims (read from the compact
+        // entries). Only a hint to the responder; what is applied is what verifies,
+        // and the next round starts again from the store's own vector.
         if let Some(round) = self.rounds.get_mut(&peer) {
-            round.requesting = false;
-        }
-        self.maybe_finish(peer).await;
-    }
-
-    /// A page passed verification: ask for the next one while the store applies it.
-    async fn on_verified(&mut self, peer: PeerId, positions: &[(DeviceId, u64)], more: bool) {
-        let Some(round) = self.rounds.get_mut(&peer) else {
-            return;
-        };
-        let mut progressed = false;
-        for (device, seq) in positions {
-            if *seq == round.have.get(device).saturating_add(1) {
-                round.have.set(*device, *seq);
-                progressed = true;
+            let mut progressed = false;
+            for (device, seq) in response.entries.iter().filter_map(|e| compact_position(e)) {
+                if seq == round.have.get(&device).saturating_add(1) {
+                    round.have.set(device, seq);
+                    progressed = true;
+                }
+            }
+            round.in_flight += 1;
+            if response.more && progressed {
+                if round.in_flight < PAGES_IN_FLIGHT {
+                    let have = round.have.clone();
+                    self.request_page(peer, &have);
+                } else {
+                    round.deferred = true;
+                }
+            } else {
+                round.requesting = false;
             }
         }
-        if more && progressed {
-            let have = round.have.clone();
-            self.request_page(peer, &have);
-            return;
+        if !self.submit(peer, response.entries, JobKind::Page).await {
+            if let Some(round) = self.rounds.get_mut(&peer) {
+                round.in_flight = round.in_flight.saturating_sub(1);
+                round.requesting = false;
+                round.deferred = false;
+            }
+            self.maybe_finish(peer).await;
         }
-        round.requesting = false;
-        self.maybe_finish(peer).await;
     }
 
     async fn on_page_ingested(&mut self, peer: PeerId, report: Option<IngestReport>) {
@@ -1279,6 +1261,12 @@ impl EventLoop {
         if let Some(round) = self.rounds.get_mut(&peer) {
             round.applied += applied;
             round.in_flight = round.in_flight.saturating_sub(1);
+            if round.deferred && round.in_flight < PAGES_IN_FLIGHT {
+                round.deferred = false;
+                let have = round.have.clone();
+                self.request_page(peer, &have);
+                return;
+            }
         }
         self.maybe_finish(peer).await;
     }

@@ -416,6 +416,36 @@ fn item_end(bytes: &[u8], at: usize) -> Option<usize> {
     Some(pos)
 }
 
+/// The `(device, seq)` a compact entry claims, read without restoring or verifying
+/// it (a hint for pipelining catch-up requests); `None` if it does not parse that far.
+pub fn compact_position(compact: &[u8]) -> Option<([u8; 8], u64)> {
+    if compact.first() != Some(&COMPACT_ARRAY) {
+        return None;
+    }
+    let after_v = item_end(compact, 1)?;
+    let dev_at = item_end(compact, after_v)?;
+    // `dev` is bytes(8): header 0x48 and eight bytes.
+    if compact.get(dev_at) != Some(&0x48) {
+        return None;
+    }
+    let seq_at = dev_at.checked_add(9)?;
+    let device: [u8; 8] = compact
+        .get(dev_at.checked_add(1)?..seq_at)?
+        .try_into()
+        .ok()?;
+    let head = *compact.get(seq_at)?;
+    if head >> 5 != 0 {
+        return None;
+    }
+    let end = item_end(compact, seq_at)?;
+    let arg = compact.get(seq_at.checked_add(1)?..end)?;
+    let seq = match head & 0x1f {
+        info @ 0..=23 => u64::from(info),
+        _ => arg.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+    };
+    Some((device, seq))
+}
+
 impl EntryCompactor {
     /// A compactor for the wallet with this log id and signing key.
     pub fn new(log: [u8; 32], key: [u8; 33]) -> Self {
@@ -769,6 +799,7 @@ mod tests {
         assert_eq!(compact[0], 0x89);
         let back = c.expand(&compact).unwrap();
         assert_eq!(back, full);
+        assert_eq!(compact_position(&compact), Some(([1; 8], 2)));
         crate::oplog::decode_verified(&back, &keys).unwrap();
     }
 
