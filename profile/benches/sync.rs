@@ -111,6 +111,9 @@ impl Relay {
                     let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    // Like the nodes' own sockets: no Nagle delay in the measuring relay.
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
                     let (mut ri, mut wi) = inbound.into_split();
                     let (mut ro, mut wo) = outbound.into_split();
                     let up = pump(&mut ri, &mut wo, &b);

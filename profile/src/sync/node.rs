@@ -1060,6 +1060,7 @@ impl EventLoop {
             round.again = true;
             return;
         }
+        tracing::debug!(%peer, "catch-up round starts");
         let have = match self.store.version_vector().await {
             Ok(v) => v,
             Err(e) => {
@@ -1158,6 +1159,7 @@ impl EventLoop {
 
     /// Answers a catch-up request with the entries the requester lacks.
     async fn serve(&mut self, peer: PeerId, request: CatchupRequest) -> CatchupResponse {
+        tracing::debug!(%peer, "serving a catch-up request");
         let mut response = CatchupResponse {
             v: WIRE_VERSION,
             more: false,
@@ -1205,6 +1207,7 @@ impl EventLoop {
     }
 
     async fn on_page(&mut self, peer: PeerId, response: CatchupResponse) {
+        tracing::debug!(%peer, entries = response.entries.len(), more = response.more, pruned = response.pruned, "catch-up page");
         if response.pruned {
             self.ask_snapshot(peer);
         }
@@ -1251,6 +1254,7 @@ impl EventLoop {
 
     async fn on_page_ingested(&mut self, peer: PeerId, report: Option<IngestReport>) {
         let applied = report.as_ref().map_or(0, |r| r.applied.len());
+        tracing::debug!(%peer, applied, "catch-up page applied");
         if applied > 0 {
             self.emit(SyncEvent::Applied {
                 peer: peer.to_string(),
@@ -1281,6 +1285,7 @@ impl EventLoop {
             return;
         }
         let (total, again) = (round.applied, round.again);
+        tracing::debug!(%peer, total, again, "catch-up round ends");
         self.rounds.remove(&peer);
         if again {
             self.start_catchup(peer).await;

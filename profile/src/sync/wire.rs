@@ -547,8 +547,12 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::
 async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(body).await?;
+    // One write: the length and the body leave in one stream frame (and one TCP
+    // segment when small), never a lone 4-byte frame waiting for an ACK.
+    let mut frame = Vec::with_capacity(body.len().saturating_add(4));
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    io.write_all(&frame).await?;
     io.close().await
 }
 
