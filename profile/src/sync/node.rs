@@ -459,6 +459,7 @@ async fn verify_stage(
     apply: mpsc::Sender<Applying>,
 ) {
     while let Some(job) = jobs.recv().await {
+        tracing::trace!(peer = %job.peer, entries = job.entries.len(), "verifying a batch");
         let mut wire_errors = 0usize;
         let mut full = Vec::with_capacity(job.entries.len());
         for c in &job.entries {
@@ -486,6 +487,7 @@ async fn verify_stage(
                 }
             }
         }
+        tracing::trace!(peer = %job.peer, batches = batches.len(), wire_errors, "batch verified");
         let next = Applying {
             peer: job.peer,
             kind: job.kind,
@@ -502,6 +504,7 @@ async fn verify_stage(
 /// Pipeline stage 2: applies verified batches in order on the store.
 async fn apply_stage(store: Store, mut rx: mpsc::Receiver<Applying>, done: mpsc::Sender<Done>) {
     while let Some(job) = rx.recv().await {
+        tracing::trace!(peer = %job.peer, "applying a batch");
         let mut report = IngestReport::default();
         let mut ok = !job.failed;
         for batch in job.batches {
