@@ -18,6 +18,7 @@ use super::entry::{
     encode_ctx,
 };
 use super::error::{Rejected, StoreError};
+use super::store::VerifiedEntry;
 use super::{Change, CommittedEntry, Durability, Fork, IngestReport, MAX_PENDING, Origin, Page};
 use super::{Snapshot, SnapshotRow, VersionVector};
 use crate::cipher;
@@ -871,7 +872,7 @@ impl Db {
     /// Applies verified remote entries (with their opened ops) in one transaction.
     pub(crate) fn ingest(
         &mut self,
-        items: Vec<(usize, Entry, Vec<Op>, Cid)>,
+        items: Vec<VerifiedEntry>,
         report: &mut IngestReport,
         changes: &mut Vec<Change>,
     ) -> Result<(), StoreError> {
@@ -879,20 +880,44 @@ impl Db {
         let mut local_changes = Vec::new();
         let mut local_report = IngestReport::default();
         let mut err = None;
-        for (i, e, ops, id) in items {
-            match self.ingest_one(&e, &ops, id, &mut local_changes) {
+        // Pending entries can only be unblocked if some exist: skip the two lookups
+        // per applied entry otherwise (the common case of an in-order catch-up).
+        let mut maybe_pending = match self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM pending)")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, bool>(0)))
+        {
+            Ok(b) => b,
+            Err(x) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(x.into());
+            }
+        };
+        for VerifiedEntry {
+            index: i,
+            entry: e,
+            ops,
+            id,
+            bytes,
+        } in items
+        {
+            match self.ingest_one(&e, &ops, id, bytes, &mut local_changes) {
                 Ok(Outcome::Applied(c)) => {
                     local_report.applied.push(c.id);
                     local_changes.push(Change::Entry(std::sync::Arc::new(c)));
-                    if let Err(x) =
-                        self.resolve_pending(e.device, &mut local_report, &mut local_changes)
+                    if maybe_pending
+                        && let Err(x) =
+                            self.resolve_pending(e.device, &mut local_report, &mut local_changes)
                     {
                         err = Some(x);
                         break;
                     }
                 }
                 Ok(Outcome::Duplicate) => local_report.duplicates.push(id),
-                Ok(Outcome::Pending) => local_report.pending.push(id),
+                Ok(Outcome::Pending) => {
+                    maybe_pending = true;
+                    local_report.pending.push(id);
+                }
                 Err(IngestErr::Rejected(r)) => local_report.rejected.push((i, r)),
                 Err(IngestErr::Store(x)) => {
                     err = Some(x);
@@ -915,11 +940,13 @@ impl Db {
         Ok(())
     }
 
+    /// `bytes` is the entry's encoding (what `e` was decoded from).
     fn ingest_one(
         &mut self,
         e: &Entry,
         ops: &[Op],
         id: Cid,
+        bytes: Vec<u8>,
         changes: &mut Vec<Change>,
     ) -> Result<Outcome, IngestErr> {
         let dev = self.devices.get(&e.device).copied();
@@ -973,11 +1000,10 @@ impl Db {
                 clock: e.clock,
                 origin: Origin::Remote,
                 keys: ops.iter().map(|o| o.key.clone()).collect(),
-                bytes: e.encode(),
+                bytes,
             }));
         }
         // A gap: keep it until its predecessor arrives.
-        let bytes = e.encode();
         let existing: Option<Vec<u8>> = self
             .conn
             .prepare_cached("SELECT bytes FROM pending WHERE dev = ?1 AND seq = ?2")?
@@ -1071,7 +1097,7 @@ impl Db {
                 }
             };
             let id = entry::cid_of(&bytes);
-            match self.ingest_one(&e, &ops, id, changes) {
+            match self.ingest_one(&e, &ops, id, bytes, changes) {
                 Ok(Outcome::Applied(c)) => {
                     report.applied.push(c.id);
                     changes.push(Change::Entry(std::sync::Arc::new(c)));

@@ -63,7 +63,7 @@ pub use entry::{
 };
 pub use error::{DecodeError, OpenError, Rejected, StoreError};
 pub use snapshot::{MAX_SNAPSHOT_BYTES, Snapshot, SnapshotRow};
-pub use store::{Store, StoreConfig, Written};
+pub use store::{MAX_VERIFY_THREADS, PARALLEL_VERIFY_MIN, Store, StoreConfig, Verified, Written};
 
 /// Most entries in one [`Store::ingest`] call.
 pub const MAX_INGEST: usize = 1024;

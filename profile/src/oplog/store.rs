@@ -411,32 +411,42 @@ impl Store {
 
     /// Verifies and applies remote entries: each is applied, kept pending until its
     /// predecessor arrives, recognised as a duplicate, or rejected with a reason.
-    /// Decoding and signature checks run in the caller; one transaction applies all.
+    /// [`Store::verify_batch`] then [`Store::apply_verified`]: decoding and signature
+    /// checks run off the store thread, in parallel; one transaction applies all.
     pub async fn ingest(&self, entries: Vec<Vec<u8>>) -> Result<IngestReport, StoreError> {
+        let verified = self.verify_batch(entries).await?;
+        self.apply_verified(verified).await
+    }
+
+    /// The first half of [`Store::ingest`]: decodes, verifies (log id, signer,
+    /// signature, low-S, recovery id) and opens every entry, on up to
+    /// [`MAX_VERIFY_THREADS`] threads for batches of at least [`PARALLEL_VERIFY_MIN`]
+    /// entries. Nothing is written; a caller can verify the next batch while the
+    /// store applies this one.
+    pub async fn verify_batch(&self, entries: Vec<Vec<u8>>) -> Result<Verified, StoreError> {
         if entries.len() > MAX_INGEST {
             return Err(StoreError::IngestTooLarge {
                 len: entries.len(),
                 max: MAX_INGEST,
             });
         }
-        let mut report = IngestReport::default();
-        let mut items = Vec::with_capacity(entries.len());
-        for (i, bytes) in entries.iter().enumerate() {
-            let parsed = entry::decode_verified(bytes, &self.inner.keys).and_then(|e| {
-                match e.open(&self.inner.keys) {
-                    Ok(ops) => Ok((e, ops)),
-                    Err(reason) => Err(super::Rejected::BadBody {
-                        device: hex::encode(e.device),
-                        seq: e.seq,
-                        reason,
-                    }),
-                }
-            });
-            match parsed {
-                Ok((e, ops)) => items.push((i, e, ops, entry::cid_of(bytes))),
-                Err(r) => report.rejected.push((i, r)),
-            }
+        if entries.len() < PARALLEL_VERIFY_MIN {
+            return Ok(verify_all(entries, &self.inner.keys));
         }
+        let keys = self.inner.keys.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(move || verify_all(entries, &keys))
+                .await
+                .map_err(|_| StoreError::Corrupt("entry verification panicked".into())),
+            Err(_) => Ok(verify_all(entries, &keys)),
+        }
+    }
+
+    /// The second half of [`Store::ingest`]: applies a verified batch in one
+    /// transaction on the store thread. Batches are applied in the order of the calls.
+    pub async fn apply_verified(&self, verified: Verified) -> Result<IngestReport, StoreError> {
+        let Verified { items, mut report } = verified;
         if items.is_empty() {
             return Ok(report);
         }
@@ -533,6 +543,130 @@ impl Store {
         drop(inner);
         Ok(())
     }
+}
+
+/// Most threads [`Store::verify_batch`] uses (bounded by the machine's cores).
+pub const MAX_VERIFY_THREADS: usize = 4;
+/// Smallest batch [`Store::verify_batch`] verifies on several threads; smaller ones
+/// (live gossip) are verified in the caller, without a thread hand-off.
+pub const PARALLEL_VERIFY_MIN: usize = 16;
+
+/// A batch of entries that passed [`Store::verify_batch`], ready for
+/// [`Store::apply_verified`].
+#[derive(Debug, Default)]
+pub struct Verified {
+    items: Vec<VerifiedEntry>,
+    report: IngestReport,
+}
+
+impl Verified {
+    /// `(device, seq)` of every entry that passed verification, in input order.
+    pub fn positions(&self) -> impl Iterator<Item = (DeviceId, u64)> + '_ {
+        self.items.iter().map(|v| (v.entry.device, v.entry.seq))
+    }
+
+    /// How many entries passed verification.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether no entry passed verification.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// One verified entry: its index in the input, the decoded entry, its opened
+/// operations, its id and its bytes.
+#[derive(Debug)]
+pub(crate) struct VerifiedEntry {
+    pub(crate) index: usize,
+    pub(crate) entry: entry::Entry,
+    pub(crate) ops: Vec<Op>,
+    pub(crate) id: Cid,
+    pub(crate) bytes: Vec<u8>,
+}
+
+fn verify_one(
+    index: usize,
+    bytes: Vec<u8>,
+    keys: &LogKeys,
+) -> Result<VerifiedEntry, super::Rejected> {
+    let e = entry::decode_verified(&bytes, keys)?;
+    let ops = e.open(keys).map_err(|reason| super::Rejected::BadBody {
+        device: hex::encode(e.device),
+        seq: e.seq,
+        reason,
+    })?;
+    Ok(VerifiedEntry {
+        index,
+        id: entry::cid_of(&bytes),
+        entry: e,
+        ops,
+        bytes,
+    })
+}
+
+/// Verifies `entries` (in order) on up to [`MAX_VERIFY_THREADS`] scoped threads.
+fn verify_all(entries: Vec<Vec<u8>>, keys: &LogKeys) -> Verified {
+    let threads = if entries.len() < PARALLEL_VERIFY_MIN {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, MAX_VERIFY_THREADS)
+    };
+    let total = entries.len();
+    let mut results: Vec<Result<VerifiedEntry, (usize, super::Rejected)>> =
+        Vec::with_capacity(total);
+    if threads <= 1 {
+        results.extend(
+            entries
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| verify_one(i, b, keys).map_err(|r| (i, r))),
+        );
+    } else {
+        // Contiguous chunks, one per thread, joined back in input order.
+        let per = total.div_ceil(threads);
+        let mut chunks: Vec<Vec<(usize, Vec<u8>)>> = Vec::with_capacity(threads);
+        let mut it = entries.into_iter().enumerate().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(per).collect());
+        }
+        let run = |chunk: Vec<(usize, Vec<u8>)>| {
+            chunk
+                .into_iter()
+                .map(|(i, b)| verify_one(i, b, keys).map_err(|r| (i, r)))
+                .collect::<Vec<_>>()
+        };
+        std::thread::scope(|s| {
+            // The first chunk runs on this thread, the others on scoped threads.
+            let mut chunks = chunks.into_iter();
+            let first = chunks.next().unwrap_or_default();
+            let handles: Vec<_> = chunks.map(|chunk| s.spawn(move || run(chunk))).collect();
+            results.extend(run(first));
+            for h in handles {
+                match h.join() {
+                    Ok(part) => results.extend(part),
+                    // Verification never panics on input; if a thread did, its
+                    // entries are simply not applied (the peer sends them again).
+                    Err(_) => tracing::error!("an entry verification thread panicked"),
+                }
+            }
+        });
+    }
+    let mut verified = Verified {
+        items: Vec::with_capacity(results.len()),
+        report: IngestReport::default(),
+    };
+    for r in results {
+        match r {
+            Ok(v) => verified.items.push(v),
+            Err(x) => verified.report.rejected.push(x),
+        }
+    }
+    verified
 }
 
 fn check_batch(ops: &[Op]) -> Result<(), StoreError> {
@@ -688,5 +822,65 @@ fn commit_group(
                 let _ = reply.send(commit(db, mine));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+    use super::*;
+    use crate::keys::WalletKeys;
+    use crate::secret::Secret32;
+
+    fn store(device: u8) -> Store {
+        let keys = WalletKeys::from_address_key(&Secret32::new([3; 32])).unwrap();
+        Store::in_memory(&keys.oplog, [device; 8], StoreConfig::default()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_verification_keeps_input_order_and_rejects_in_place() {
+        let a = store(1);
+        for i in 0..40u8 {
+            a.put(format!("k{i:02}"), vec![i; 45]).await.unwrap();
+        }
+        let mut page = a
+            .entries_since(&VersionVector::default(), 100)
+            .await
+            .unwrap()
+            .entries;
+        assert!(page.len() >= PARALLEL_VERIFY_MIN, "takes the parallel path");
+        // Damage entry 20: a byte of its `prev` CID (the pairs after it, `wall` and
+        // `clock`, take fewer than 40 bytes), which its signature covers.
+        let n = page[20].len();
+        page[20][n - 40] ^= 1;
+        let b = store(2);
+        let verified = b.verify_batch(page.clone()).await.unwrap();
+        assert_eq!(verified.len(), 39);
+        let positions: Vec<u64> = verified.positions().map(|(_, s)| s).collect();
+        let expected: Vec<u64> = (1..=40).filter(|s| *s != 21).collect();
+        assert_eq!(
+            positions, expected,
+            "verified entries keep their input order"
+        );
+        let report = b.apply_verified(verified).await.unwrap();
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(
+            report.rejected[0].0, 20,
+            "rejected where it was in the input"
+        );
+        assert_eq!(report.applied.len(), 20);
+        assert_eq!(report.pending.len(), 19, "the entries after the gap wait");
+        // The intact entry fills the gap and releases the rest.
+        let page_ok = a
+            .entries_since(&VersionVector::default(), 100)
+            .await
+            .unwrap()
+            .entries;
+        let report = b.ingest(vec![page_ok[20].clone()]).await.unwrap();
+        assert_eq!(report.applied.len(), 20);
+        assert_eq!(
+            a.state_digest().await.unwrap(),
+            b.state_digest().await.unwrap()
+        );
     }
 }

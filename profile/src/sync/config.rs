@@ -49,7 +49,8 @@ pub struct SyncConfig {
 
 impl Default for SyncConfig {
     /// Listen on `127.0.0.1`, any port; no peers; no peer book; no mDNS; anti-entropy
-    /// every 30 s (±20 % jitter); 512-entry catch-up pages; ban after 3 strikes; no
+    /// every 30 s (±20 % jitter); catch-up pages of [`crate::oplog::MAX_PAGE`] (1024)
+    /// entries, the most a store serves at once; ban after 3 strikes; no
     /// gossip dropped.
     fn default() -> Self {
         Self {
@@ -62,7 +63,7 @@ impl Default for SyncConfig {
             peer_book: None,
             mdns: false,
             anti_entropy: DEFAULT_ANTI_ENTROPY,
-            page: 512,
+            page: crate::oplog::MAX_PAGE,
             max_strikes: DEFAULT_MAX_STRIKES,
             gossip_drop_rate: 0.0,
         }

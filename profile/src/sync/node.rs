@@ -2,19 +2,26 @@
 //! cloneable [`Node`] handle.
 //!
 //! * **Live path.** Every entry this device commits is published on the wallet's
-//!   gossipsub topic, batched when several commit together. Received gossip is
-//!   decoded, verified and applied by [`Store::ingest`]; only then is it reported
-//!   to gossipsub as `Accept` (forwarded) or `Reject` (penalised, not forwarded).
+//!   gossipsub topic (anonymous messages, compact entries; see [`super::wire`]),
+//!   batched when several commit together. Received gossip goes through the ingest
+//!   pipeline; only once the store has applied it is it reported to gossipsub as
+//!   `Accept` (forwarded) or `Reject` (penalised, not forwarded).
+//! * **Ingest pipeline.** Two tasks joined by bounded channels: the first restores and
+//!   verifies each batch (`Store::verify_batch`, in parallel), the second applies it
+//!   (`Store::apply_verified`), in order. The event loop only hands batches over and
+//!   reads the results, so it keeps serving the network while entries are verified.
 //! * **Catch-up.** With every device that joins the wallet topic, when an entry
 //!   arrives before its predecessor, and every anti-entropy period (jittered), the
-//!   node sends its version vector and ingests the pages of entries it lacks. Pending
-//!   entries wait in SQLite, so a restarted node resumes where it stopped.
+//!   node sends its version vector and ingests the pages of entries it lacks; the next
+//!   page is requested as soon as the previous one arrives. Pending entries wait
+//!   in SQLite, so a restarted node resumes where it stopped. A peer that pruned what
+//!   we lack says so, and we fetch its sealed snapshot instead, then the entries after.
 //! * **Peers.** Explicit and remembered addresses are dialled at start and redialled
 //!   with exponential backoff; peers this node connects to are remembered in the peer
 //!   book; a peer that sends invalid data collects strikes and is banned.
 //!
-//! The loop is a `biased` select: commands first, then local changes, then swarm
-//! events, then the housekeeping tick. Everything it holds is bounded.
+//! The loop is a `biased` select: commands first, then local changes, then pipeline
+//! results, then swarm events, then the housekeeping tick. Everything it holds is bounded.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -37,10 +44,15 @@ use super::error::SyncError;
 use super::peers::PeerBook;
 use super::status::{PeerStatus, SyncEvent, SyncStatus, addr_with_peer};
 use super::wire::{
-    CATCHUP_PROTOCOL, CatchupCodec, CatchupRequest, CatchupResponse, Gossip, MAX_GOSSIP_BYTES,
-    MAX_GOSSIP_ENTRIES, MAX_RESPONSE_BYTES, WIRE_VERSION,
+    CATCHUP_PROTOCOL, CatchupCodec, CatchupRequest, CatchupResponse, EntryCompactor, Gossip,
+    MAX_GOSSIP_BYTES, MAX_GOSSIP_ENTRIES, MAX_RESPONSE_BYTES, MAX_SNAPSHOT_TRANSFER_BYTES,
+    SNAPSHOT_PROTOCOL, SnapshotCodec, SnapshotRequest, SnapshotResponse, WIRE_VERSION,
+    compact_position,
 };
-use crate::oplog::{Change, IngestReport, MAX_INGEST, Origin, Rejected, Store, VersionVector};
+use crate::oplog::{
+    Change, IngestReport, MAX_INGEST, Origin, Rejected, Snapshot, Store, StoreError, Verified,
+    VersionVector,
+};
 
 /// Capacity of the command channel to the event loop.
 pub const COMMAND_CAP: usize = 64;
@@ -52,11 +64,39 @@ const TICK: Duration = Duration::from_millis(250);
 const PER_ENTRY_OVERHEAD: usize = 8;
 /// How long `start` waits for its listeners to come up.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Batches queued for verification (the event loop waits when it is full).
+pub const VERIFY_QUEUE: usize = 4;
+/// Verified batches queued for the store (verification of the next batch overlaps
+/// the store applying this one).
+pub const APPLY_QUEUE: usize = 2;
+/// Capacity of the channel from the ingest pipeline back to the event loop: larger
+/// than the two messages each batch can have in flight, so the pipeline never waits
+/// on the loop.
+const DONE_CAP: usize = 4 * (VERIFY_QUEUE + APPLY_QUEUE + 2);
+/// Catch-up pages of one round in the ingest pipeline at once: while one is applied
+/// and the next verified, a third is on its way.
+pub const PAGES_IN_FLIGHT: usize = 3;
+/// Shortest time between two snapshot requests to one peer.
+pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(60);
+/// Domain separator of the gossip topic derivation.
+const TOPIC_DOMAIN: &[u8] = b"sphere-sync-topic-v2\0";
+
+/// The gossipsub topic string for a wallet: `sp/` ‖ 16 hex characters of
+/// SHA-256(domain ‖ the wallet's OpLog topic), which is itself derived from the
+/// wallet secret (`docs/formats.md` §6). Short because it travels in every message.
+pub fn gossip_topic(wallet_topic: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(TOPIC_DOMAIN);
+    h.update(wallet_topic.as_bytes());
+    let digest = h.finalize();
+    format!("sp/{}", hex::encode(digest.get(..8).unwrap_or_default()))
+}
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     gossip: gossipsub::Behaviour,
     catchup: request_response::Behaviour<CatchupCodec>,
+    snapshot: request_response::Behaviour<SnapshotCodec>,
     identify: identify::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
@@ -81,8 +121,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node for `store` on the wallet's gossip `topic`, identified by the
-    /// device key `identity`. Returns once every listen address is up; the event loop
+    /// Starts a node for `store` of the wallet whose OpLog topic is `topic`
+    /// (`OplogKeys::topic`; the gossip topic is [`gossip_topic`] of it), identified by
+    /// the device key `identity`. Returns once every listen address is up; the event loop
     /// runs on the current tokio runtime until [`Node::shutdown`] or until every
     /// handle is dropped.
     pub async fn start(
@@ -94,7 +135,7 @@ impl Node {
         let config = config.build()?;
         let peer_id = identity.public().to_peer_id();
         let mut swarm = build_swarm(identity, &config)?;
-        let topic = gossipsub::IdentTopic::new(topic);
+        let topic = gossipsub::IdentTopic::new(gossip_topic(topic));
         swarm
             .behaviour_mut()
             .gossip
@@ -122,13 +163,31 @@ impl Node {
             }
         }
         let log_id = *store.keys().log_id();
+        let compactor = EntryCompactor::new(log_id, *store.keys().public_key());
         let changes = store.subscribe();
+        let (jobs, job_rx) = mpsc::channel(VERIFY_QUEUE);
+        let (apply_tx, apply_rx) = mpsc::channel(APPLY_QUEUE);
+        let (done_tx, done) = mpsc::channel(DONE_CAP);
+        let stages = vec![
+            tokio::spawn(verify_stage(
+                store.clone(),
+                compactor.clone(),
+                job_rx,
+                apply_tx,
+            )),
+            tokio::spawn(apply_stage(store.clone(), apply_rx, done_tx)),
+        ];
         let anti_entropy = config.anti_entropy;
         let mut event_loop = EventLoop {
             swarm,
             store,
             topic,
             log_id,
+            compactor,
+            jobs,
+            done,
+            stages,
+            snapshot_asked: HashMap::new(),
             config,
             commands,
             changes,
@@ -233,7 +292,9 @@ fn build_swarm(identity: Keypair, config: &SyncConfig) -> Result<Swarm<Behaviour
         .map_err(|e| build(&e))?
         .with_behaviour(|key| {
             let gossip_config = gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Strict)
+                // Entries carry the wallet's signature: gossipsub's own envelope
+                // (author, sequence number, signature) would only add bytes.
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
                 .validate_messages()
                 .max_transmit_size(MAX_GOSSIP_BYTES)
                 .message_id_fn(|m: &gossipsub::Message| {
@@ -248,14 +309,17 @@ fn build_swarm(identity: Keypair, config: &SyncConfig) -> Result<Swarm<Behaviour
                 .heartbeat_interval(Duration::from_millis(500))
                 .build()
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-            let gossip = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossip_config,
-            )
-            .map_err(|e| Box::<dyn std::error::Error + Send + Sync>::from(e.to_owned()))?;
+            let gossip =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
+                    .map_err(|e| Box::<dyn std::error::Error + Send + Sync>::from(e.to_owned()))?;
             let catchup = request_response::Behaviour::with_codec(
                 CatchupCodec,
                 [(CATCHUP_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(CATCHUP_TIMEOUT),
+            );
+            let snapshot = request_response::Behaviour::with_codec(
+                SnapshotCodec,
+                [(SNAPSHOT_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(CATCHUP_TIMEOUT),
             );
             let identify = identify::Behaviour::new(identify::Config::new(
@@ -273,6 +337,7 @@ fn build_swarm(identity: Keypair, config: &SyncConfig) -> Result<Swarm<Behaviour
             Ok(Behaviour {
                 gossip,
                 catchup,
+                snapshot,
                 identify,
                 mdns: Toggle::from(mdns),
             })
@@ -330,9 +395,145 @@ impl DialTarget {
     }
 }
 
+/// One catch-up round with a peer: pages are requested one after the other, each
+/// as soon as the previous one arrives (at most [`PAGES_IN_FLIGHT`] in the ingest
+/// pipeline), so the network, verification and the store work at the same time.
 struct Round {
     applied: usize,
     again: bool,
+    /// The version vector of the last request, advanced by each page's positions.
+    have: VersionVector,
+    /// A request is out, or a page is being verified before the next request.
+    requesting: bool,
+    /// Pages handed to the ingest pipeline and not yet applied.
+    in_flight: usize,
+    /// The next request waits until fewer than [`PAGES_IN_FLIGHT`] pages are in the
+    /// pipeline.
+    deferred: bool,
+    /// A snapshot was asked for and has not arrived.
+    snapshot: bool,
+}
+
+/// What a batch handed to the ingest pipeline is.
+enum JobKind {
+    /// A gossip message, validated once its entries are applied.
+    Gossip { id: gossipsub::MessageId },
+    /// A catch-up page.
+    Page,
+}
+
+/// A batch of compact entries from `peer` for the ingest pipeline.
+struct Job {
+    peer: PeerId,
+    entries: Vec<ByteBuf>,
+    kind: JobKind,
+}
+
+/// What the ingest pipeline reports to the event loop.
+enum Done {
+    /// A batch went through the store (`report` is `None` if the store failed).
+    Ingested {
+        peer: PeerId,
+        kind: JobKind,
+        report: Option<IngestReport>,
+        /// Entries whose compact form was malformed.
+        wire_errors: usize,
+    },
+}
+
+/// A verified job on its way to the store.
+struct Applying {
+    peer: PeerId,
+    kind: JobKind,
+    batches: Vec<Verified>,
+    wire_errors: usize,
+    failed: bool,
+}
+
+/// Pipeline stage 1: restores and verifies each job's entries (in parallel, off the
+/// event loop), reports a page's positions at once, and passes it on.
+async fn verify_stage(
+    store: Store,
+    compactor: EntryCompactor,
+    mut jobs: mpsc::Receiver<Job>,
+    apply: mpsc::Sender<Applying>,
+) {
+    while let Some(job) = jobs.recv().await {
+        tracing::trace!(peer = %job.peer, entries = job.entries.len(), "verifying a batch");
+        let mut wire_errors = 0usize;
+        let mut full = Vec::with_capacity(job.entries.len());
+        for c in &job.entries {
+            match compactor.expand(c) {
+                Ok(f) => full.push(f),
+                Err(e) => {
+                    tracing::debug!(peer = %job.peer, error = %e, "malformed compact entry");
+                    wire_errors += 1;
+                }
+            }
+        }
+        drop(job.entries);
+        let mut batches = Vec::new();
+        let mut failed = false;
+        let mut rest = full;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_INGEST));
+            let chunk = std::mem::replace(&mut rest, tail);
+            match store.verify_batch(chunk).await {
+                Ok(v) => batches.push(v),
+                Err(e) => {
+                    tracing::error!(error = %e, "entry verification failed");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        tracing::trace!(peer = %job.peer, batches = batches.len(), wire_errors, "batch verified");
+        let next = Applying {
+            peer: job.peer,
+            kind: job.kind,
+            batches,
+            wire_errors,
+            failed,
+        };
+        if apply.send(next).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Pipeline stage 2: applies verified batches in order on the store.
+async fn apply_stage(store: Store, mut rx: mpsc::Receiver<Applying>, done: mpsc::Sender<Done>) {
+    while let Some(job) = rx.recv().await {
+        tracing::trace!(peer = %job.peer, "applying a batch");
+        let mut report = IngestReport::default();
+        let mut ok = !job.failed;
+        for batch in job.batches {
+            if !ok {
+                break;
+            }
+            match store.apply_verified(batch).await {
+                Ok(r) => {
+                    report.applied.extend(r.applied);
+                    report.pending.extend(r.pending);
+                    report.duplicates.extend(r.duplicates);
+                    report.rejected.extend(r.rejected);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the store refused an ingest");
+                    ok = false;
+                }
+            }
+        }
+        let msg = Done::Ingested {
+            peer: job.peer,
+            kind: job.kind,
+            report: ok.then_some(report),
+            wire_errors: job.wire_errors,
+        };
+        if done.send(msg).await.is_err() {
+            return;
+        }
+    }
 }
 
 struct EventLoop {
@@ -340,6 +541,12 @@ struct EventLoop {
     store: Store,
     topic: gossipsub::IdentTopic,
     log_id: [u8; 32],
+    compactor: EntryCompactor,
+    jobs: mpsc::Sender<Job>,
+    done: mpsc::Receiver<Done>,
+    /// The ingest pipeline's tasks (they hold store handles until they end).
+    stages: Vec<JoinHandle<()>>,
+    snapshot_asked: HashMap<PeerId, Instant>,
     config: SyncConfig,
     commands: mpsc::Receiver<Command>,
     changes: broadcast::Receiver<Change>,
@@ -401,9 +608,17 @@ impl EventLoop {
                     None => break,
                 },
                 change = self.changes.recv() => self.on_change(change),
+                Some(done) = self.done.recv() => self.on_done(done).await,
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 _ = tick.tick() => self.on_tick().await,
             }
+        }
+        // Stop the pipeline and wait for it, so its store handles are gone when the
+        // loop's task ends (batches not yet applied are dropped; peers resend them).
+        self.jobs = mpsc::channel(1).0;
+        self.done.close();
+        for stage in std::mem::take(&mut self.stages) {
+            let _ = stage.await;
         }
     }
 
@@ -466,14 +681,21 @@ impl EventLoop {
         while let Some(change) = next.take() {
             match change {
                 Ok(Change::Entry(e)) if e.origin == Origin::Local => {
+                    let Some(compact) = self.compactor.compact(&e.bytes) else {
+                        tracing::error!(
+                            seq = e.seq,
+                            "a local entry without the wallet's key and log id"
+                        );
+                        continue;
+                    };
                     if batch.len() == MAX_GOSSIP_ENTRIES
-                        || bytes + e.bytes.len() + PER_ENTRY_OVERHEAD > MAX_GOSSIP_BYTES - 64
+                        || bytes + compact.len() + PER_ENTRY_OVERHEAD > MAX_GOSSIP_BYTES - 64
                     {
                         self.publish(std::mem::take(&mut batch));
                         bytes = 0;
                     }
-                    bytes += e.bytes.len() + PER_ENTRY_OVERHEAD;
-                    batch.push(e.bytes.clone());
+                    bytes += compact.len() + PER_ENTRY_OVERHEAD;
+                    batch.push(compact);
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -519,6 +741,7 @@ impl EventLoop {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.on_gossip(e).await,
             SwarmEvent::Behaviour(BehaviourEvent::Catchup(e)) => self.on_catchup(e).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Snapshot(e)) => self.on_snapshot(e).await,
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
                     if !self.swarm.is_connected(&peer) && !self.banned.contains_key(&peer) {
@@ -566,6 +789,7 @@ impl EventLoop {
             } => {
                 self.wallet_peers.remove(&peer_id);
                 self.rounds.remove(&peer_id);
+                self.snapshot_asked.remove(&peer_id);
                 for target in self
                     .targets
                     .iter_mut()
@@ -680,28 +904,25 @@ impl EventLoop {
         }
     }
 
-    /// Ingests entries from `peer` in store-sized chunks; strikes for hostile
-    /// rejections. Returns the combined report, or `None` when the store failed.
-    async fn ingest(&mut self, peer: PeerId, entries: Vec<Vec<u8>>) -> Option<IngestReport> {
-        let mut report = IngestReport::default();
-        let mut rest = entries;
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(MAX_INGEST));
-            let chunk = std::mem::replace(&mut rest, tail);
-            match self.store.ingest(chunk).await {
-                Ok(r) => {
-                    report.applied.extend(r.applied);
-                    report.pending.extend(r.pending);
-                    report.duplicates.extend(r.duplicates);
-                    report.rejected.extend(r.rejected);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the store refused an ingest");
-                    return None;
-                }
-            }
-        }
+    /// Hands a batch of compact entries to the ingest pipeline.
+    async fn submit(&mut self, peer: PeerId, entries: Vec<ByteBuf>, kind: JobKind) -> bool {
+        self.jobs
+            .send(Job {
+                peer,
+                entries,
+                kind,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Counts what the pipeline did with a batch from `peer`; strikes for hostile
+    /// rejections and malformed entries.
+    fn account(&mut self, peer: PeerId, report: &IngestReport, wire_errors: usize) {
         self.counters.entries_in += report.applied.len() as u64;
+        for _ in 0..wire_errors {
+            self.strike(peer, "wire");
+        }
         for (_, reason) in &report.rejected {
             if is_strike(reason) {
                 self.strike(peer, reason_label(reason));
@@ -713,7 +934,25 @@ impl EventLoop {
                     .or_insert(0) += 1;
             }
         }
-        Some(report)
+    }
+
+    async fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Ingested {
+                peer,
+                kind,
+                report,
+                wire_errors,
+            } => {
+                if let Some(r) = &report {
+                    self.account(peer, r, wire_errors);
+                }
+                match kind {
+                    JobKind::Gossip { id } => self.on_gossip_ingested(peer, id, report).await,
+                    JobKind::Page => self.on_page_ingested(peer, report).await,
+                }
+            }
+        }
     }
 
     // ---- gossip in -----------------------------------------------------------------
@@ -725,12 +964,20 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let acceptance = self.on_gossip_message(propagation_source, &message).await;
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossip
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if let Some(acceptance) = self
+                    .on_gossip_message(propagation_source, &message_id, message)
+                    .await
+                {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .gossip
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                }
             }
             // A device joined: pull what it has that we lack (it does the same).
             gossipsub::Event::Subscribed { peer_id, topic, .. }
@@ -745,31 +992,57 @@ impl EventLoop {
         }
     }
 
+    /// Checks a gossip message and hands its entries to the pipeline; the validation
+    /// result is reported when they are applied (`None` here) unless it is known now.
     async fn on_gossip_message(
         &mut self,
         source: PeerId,
-        message: &gossipsub::Message,
-    ) -> gossipsub::MessageAcceptance {
+        id: &gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) -> Option<gossipsub::MessageAcceptance> {
         if message.topic != self.topic.hash() {
-            return gossipsub::MessageAcceptance::Ignore;
+            return Some(gossipsub::MessageAcceptance::Ignore);
         }
         if self.config.gossip_drop_rate > 0.0
             && rand::random::<f64>() < self.config.gossip_drop_rate
         {
-            return gossipsub::MessageAcceptance::Ignore;
+            return Some(gossipsub::MessageAcceptance::Ignore);
         }
         let gossip = match Gossip::decode(&message.data) {
             Ok(g) => g,
             Err(e) => {
                 tracing::debug!(%source, error = %e, "malformed gossip");
                 self.strike(source, "wire");
-                return gossipsub::MessageAcceptance::Reject;
+                return Some(gossipsub::MessageAcceptance::Reject);
             }
         };
-        let entries = gossip.entries.into_iter().map(ByteBuf::into_vec).collect();
-        let Some(report) = self.ingest(source, entries).await else {
-            return gossipsub::MessageAcceptance::Ignore;
+        let kind = JobKind::Gossip { id: id.clone() };
+        if self.submit(source, gossip.entries, kind).await {
+            None
+        } else {
+            Some(gossipsub::MessageAcceptance::Ignore)
+        }
+    }
+
+    async fn on_gossip_ingested(
+        &mut self,
+        source: PeerId,
+        id: gossipsub::MessageId,
+        report: Option<IngestReport>,
+    ) {
+        let acceptance = match &report {
+            None => gossipsub::MessageAcceptance::Ignore,
+            Some(r) if r.rejected.iter().any(|(_, x)| is_strike(x)) => {
+                gossipsub::MessageAcceptance::Reject
+            }
+            Some(_) => gossipsub::MessageAcceptance::Accept,
         };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossip
+            .report_message_validation_result(&id, &source, acceptance);
+        let Some(report) = report else { return };
         if !report.applied.is_empty() {
             self.emit(SyncEvent::Applied {
                 peer: source.to_string(),
@@ -781,11 +1054,6 @@ impl EventLoop {
             // A predecessor is missing: fetch the gap from whoever sent this.
             self.start_catchup(source).await;
         }
-        if report.rejected.iter().any(|(_, r)| is_strike(r)) {
-            gossipsub::MessageAcceptance::Reject
-        } else {
-            gossipsub::MessageAcceptance::Accept
-        }
     }
 
     // ---- catch-up ------------------------------------------------------------------
@@ -795,30 +1063,35 @@ impl EventLoop {
             round.again = true;
             return;
         }
-        if self.request_page(peer).await {
-            self.rounds.insert(
-                peer,
-                Round {
-                    applied: 0,
-                    again: false,
-                },
-            );
-        }
-    }
-
-    /// Sends one catch-up request with our current version vector.
-    async fn request_page(&mut self, peer: PeerId) -> bool {
-        let vector = match self.store.version_vector().await {
+        tracing::debug!(%peer, "catch-up round starts");
+        let have = match self.store.version_vector().await {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(error = %e, "reading the version vector failed");
-                return false;
+                return;
             }
         };
+        self.request_page(peer, &have);
+        self.rounds.insert(
+            peer,
+            Round {
+                applied: 0,
+                again: false,
+                have,
+                requesting: true,
+                in_flight: 0,
+                deferred: false,
+                snapshot: false,
+            },
+        );
+    }
+
+    /// Sends one catch-up request for what lies beyond `have`.
+    fn request_page(&mut self, peer: PeerId, have: &VersionVector) {
         let request = CatchupRequest {
             v: WIRE_VERSION,
             log: ByteBuf::from(self.log_id.to_vec()),
-            have: vector
+            have: have
                 .iter()
                 .map(|(d, s)| (ByteBuf::from(d.to_vec()), *s))
                 .collect(),
@@ -828,7 +1101,6 @@ impl EventLoop {
             .behaviour_mut()
             .catchup
             .send_request(&peer, request);
-        true
     }
 
     async fn on_catchup(
@@ -858,7 +1130,10 @@ impl EventLoop {
                 {
                     self.strike(peer, "wire");
                 }
-                self.rounds.remove(&peer);
+                if let Some(round) = self.rounds.get_mut(&peer) {
+                    round.requesting = false;
+                }
+                self.maybe_finish(peer).await;
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 if let request_response::InboundFailure::Io(e) = &error
@@ -871,21 +1146,31 @@ impl EventLoop {
         }
     }
 
+    /// Whether `request` names our log; counts it if not.
+    fn same_log(&mut self, log: &[u8]) -> bool {
+        if log == self.log_id.as_slice() {
+            return true;
+        }
+        // Another wallet's device: it learns nothing from us.
+        *self
+            .counters
+            .rejected
+            .entry("foreign_log_request".into())
+            .or_insert(0) += 1;
+        false
+    }
+
     /// Answers a catch-up request with the entries the requester lacks.
     async fn serve(&mut self, peer: PeerId, request: CatchupRequest) -> CatchupResponse {
-        let empty = CatchupResponse {
+        tracing::debug!(%peer, "serving a catch-up request");
+        let mut response = CatchupResponse {
             v: WIRE_VERSION,
             more: false,
+            pruned: false,
             entries: Vec::new(),
         };
-        if request.log.as_slice() != self.log_id.as_slice() {
-            // Another wallet's device: it learns nothing from us.
-            *self
-                .counters
-                .rejected
-                .entry("foreign_log_request".into())
-                .or_insert(0) += 1;
-            return empty;
+        if !self.same_log(&request.log) {
+            return response;
         }
         let mut since = VersionVector::default();
         for (device, seq) in &request.have {
@@ -898,42 +1183,81 @@ impl EventLoop {
             .min(self.config.page.max(1));
         let page = match self.store.entries_since(&since, limit).await {
             Ok(p) => p,
+            Err(StoreError::Pruned { .. }) => {
+                response.pruned = true;
+                return response;
+            }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "cannot serve catch-up");
-                return empty;
+                return response;
             }
         };
-        let mut entries = Vec::with_capacity(page.entries.len());
         let mut bytes = 64usize;
-        let mut more = page.more;
+        response.more = page.more;
         for entry in page.entries {
-            if bytes + entry.len() + PER_ENTRY_OVERHEAD > MAX_RESPONSE_BYTES {
-                more = true;
+            let Some(compact) = self.compactor.compact(&entry) else {
+                continue;
+            };
+            if bytes + compact.len() + PER_ENTRY_OVERHEAD > MAX_RESPONSE_BYTES {
+                response.more = true;
                 break;
             }
-            bytes += entry.len() + PER_ENTRY_OVERHEAD;
-            entries.push(ByteBuf::from(entry));
+            bytes += compact.len() + PER_ENTRY_OVERHEAD;
+            response.entries.push(ByteBuf::from(compact));
         }
-        self.counters.entries_served += entries.len() as u64;
-        CatchupResponse {
-            v: WIRE_VERSION,
-            more,
-            entries,
-        }
+        self.counters.entries_served += response.entries.len() as u64;
+        response
     }
 
     async fn on_page(&mut self, peer: PeerId, response: CatchupResponse) {
-        let count = response.entries.len();
-        let entries = response
-            .entries
-            .into_iter()
-            .map(ByteBuf::into_vec)
-            .collect();
-        let report = self.ingest(peer, entries).await;
+        tracing::debug!(%peer, entries = response.entries.len(), more = response.more, pruned = response.pruned, "catch-up page");
+        if response.pruned {
+            self.ask_snapshot(peer);
+        }
+        if response.entries.is_empty() {
+            if let Some(round) = self.rounds.get_mut(&peer) {
+                round.requesting = false;
+            }
+            self.maybe_finish(peer).await;
+            return;
+        }
+        // Ask for the next page before this one is verified: its vector is the last
+        // one advanced by the positions the page claims (read from the compact
+        // entries). Only a hint to the responder; what is applied is what verifies,
+        // and the next round starts again from the store's own vector.
+        if let Some(round) = self.rounds.get_mut(&peer) {
+            let mut progressed = false;
+            for (device, seq) in response.entries.iter().filter_map(|e| compact_position(e)) {
+                if seq == round.have.get(&device).saturating_add(1) {
+                    round.have.set(device, seq);
+                    progressed = true;
+                }
+            }
+            round.in_flight += 1;
+            if response.more && progressed {
+                if round.in_flight < PAGES_IN_FLIGHT {
+                    let have = round.have.clone();
+                    self.request_page(peer, &have);
+                } else {
+                    round.deferred = true;
+                }
+            } else {
+                round.requesting = false;
+            }
+        }
+        if !self.submit(peer, response.entries, JobKind::Page).await {
+            if let Some(round) = self.rounds.get_mut(&peer) {
+                round.in_flight = round.in_flight.saturating_sub(1);
+                round.requesting = false;
+                round.deferred = false;
+            }
+            self.maybe_finish(peer).await;
+        }
+    }
+
+    async fn on_page_ingested(&mut self, peer: PeerId, report: Option<IngestReport>) {
         let applied = report.as_ref().map_or(0, |r| r.applied.len());
-        let progressed = report
-            .as_ref()
-            .is_some_and(|r| !r.applied.is_empty() || !r.pending.is_empty());
+        tracing::debug!(%peer, applied, "catch-up page applied");
         if applied > 0 {
             self.emit(SyncEvent::Applied {
                 peer: peer.to_string(),
@@ -941,25 +1265,167 @@ impl EventLoop {
                 via: "catchup",
             });
         }
-        let Some(round) = self.rounds.get_mut(&peer) else {
+        if let Some(round) = self.rounds.get_mut(&peer) {
+            round.applied += applied;
+            round.in_flight = round.in_flight.saturating_sub(1);
+            if round.deferred && round.in_flight < PAGES_IN_FLIGHT {
+                round.deferred = false;
+                let have = round.have.clone();
+                self.request_page(peer, &have);
+                return;
+            }
+        }
+        self.maybe_finish(peer).await;
+    }
+
+    /// Ends the round with `peer` once nothing is outstanding; starts another if
+    /// something asked for one meanwhile.
+    async fn maybe_finish(&mut self, peer: PeerId) {
+        let Some(round) = self.rounds.get(&peer) else {
             return;
         };
-        round.applied += applied;
-        let again = std::mem::take(&mut round.again);
-        // Ask for the next page while the peer has more and we keep learning; one more
-        // round if something asked for one meanwhile.
-        if (response.more && progressed && count > 0) || again {
-            if !self.request_page(peer).await {
-                self.rounds.remove(&peer);
-            }
+        if round.requesting || round.in_flight > 0 || round.snapshot {
             return;
         }
-        let total = round.applied;
+        let (total, again) = (round.applied, round.again);
+        tracing::debug!(%peer, total, again, "catch-up round ends");
         self.rounds.remove(&peer);
+        if again {
+            self.start_catchup(peer).await;
+            return;
+        }
         self.last_catchup.insert(peer, now_ms());
         self.emit(SyncEvent::CaughtUp {
             peer: peer.to_string(),
             entries: total,
         });
+    }
+
+    // ---- snapshots -----------------------------------------------------------------
+
+    /// The peer pruned entries we lack: ask it for its state (at most once per
+    /// [`SNAPSHOT_RETRY`]).
+    fn ask_snapshot(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if self
+            .snapshot_asked
+            .get(&peer)
+            .is_some_and(|at| now.duration_since(*at) < SNAPSHOT_RETRY)
+        {
+            return;
+        }
+        self.snapshot_asked.insert(peer, now);
+        let request = SnapshotRequest {
+            v: WIRE_VERSION,
+            log: ByteBuf::from(self.log_id.to_vec()),
+        };
+        self.swarm
+            .behaviour_mut()
+            .snapshot
+            .send_request(&peer, request);
+        if let Some(round) = self.rounds.get_mut(&peer) {
+            round.snapshot = true;
+        }
+    }
+
+    async fn on_snapshot(
+        &mut self,
+        event: request_response::Event<SnapshotRequest, SnapshotResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let response = self.serve_snapshot(peer, &request).await;
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .snapshot
+                        .send_response(channel, response);
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.on_snapshot_response(peer, response).await;
+                }
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "snapshot request failed");
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && e.kind() == std::io::ErrorKind::InvalidData
+                {
+                    self.strike(peer, "wire");
+                }
+                if let Some(round) = self.rounds.get_mut(&peer) {
+                    round.snapshot = false;
+                }
+                self.maybe_finish(peer).await;
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                if let request_response::InboundFailure::Io(e) = &error
+                    && e.kind() == std::io::ErrorKind::InvalidData
+                {
+                    self.strike(peer, "wire");
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    async fn serve_snapshot(
+        &mut self,
+        peer: PeerId,
+        request: &SnapshotRequest,
+    ) -> SnapshotResponse {
+        let mut response = SnapshotResponse {
+            v: WIRE_VERSION,
+            snapshot: None,
+        };
+        if !self.same_log(&request.log) {
+            return response;
+        }
+        let snapshot = match self.store.export_snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot export a snapshot");
+                return response;
+            }
+        };
+        let sealed = snapshot.seal(self.store.keys());
+        // Room for the response map around the snapshot bytes.
+        if sealed.len() > MAX_SNAPSHOT_TRANSFER_BYTES - 64 {
+            tracing::warn!(%peer, len = sealed.len(), max = MAX_SNAPSHOT_TRANSFER_BYTES, "snapshot too large to send");
+            return response;
+        }
+        self.counters.snapshots_served += 1;
+        response.snapshot = Some(ByteBuf::from(sealed));
+        response
+    }
+
+    async fn on_snapshot_response(&mut self, peer: PeerId, response: SnapshotResponse) {
+        if let Some(sealed) = response.snapshot {
+            match Snapshot::open(&sealed, self.store.keys()) {
+                Ok(snapshot) => match self.store.import_snapshot(snapshot).await {
+                    Ok(won) => {
+                        self.counters.snapshots_in += 1;
+                        self.emit(SyncEvent::Applied {
+                            peer: peer.to_string(),
+                            entries: won,
+                            via: "snapshot",
+                        });
+                    }
+                    Err(e) => tracing::error!(%peer, error = %e, "importing a snapshot failed"),
+                },
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "invalid snapshot");
+                    self.strike(peer, "snapshot");
+                }
+            }
+        }
+        if let Some(round) = self.rounds.get_mut(&peer) {
+            round.snapshot = false;
+            // Fetch the entries written after the snapshot.
+            round.again = true;
+        }
+        self.maybe_finish(peer).await;
     }
 }

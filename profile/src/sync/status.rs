@@ -33,6 +33,12 @@ pub struct SyncStatus {
     pub entries_out: u64,
     /// Entries served to catch-up requests.
     pub entries_served: u64,
+    /// Snapshots received and imported (from peers that had pruned what we lacked).
+    #[serde(default)]
+    pub snapshots_in: u64,
+    /// Snapshots served to peers behind our pruning floor.
+    #[serde(default)]
+    pub snapshots_served: u64,
     /// Rejected messages and entries, by reason.
     pub rejected: BTreeMap<String, u64>,
 }

@@ -1,26 +1,33 @@
 //! The sync wire: what devices of one wallet send each other.
 //!
-//! Entries travel as their exact OpLog bytes (`oplog::entry` owns that format); this
-//! module only frames them. Receivers verify every entry before applying it, so
-//! nothing here is trusted.
+//! Entries travel in compact form ([`EntryCompactor`]): the value bytes of their
+//! exact OpLog encoding (`oplog::entry` owns that format) without the key names and
+//! without the `key` and `log` values every entry of a wallet shares; the receiver
+//! restores them with its own wallet's values and the OpLog verifies the result.
+//! Nothing here is trusted.
 //!
 //! # Format
 //!
-//! All messages are canonical DAG-CBOR maps; `v` is [`WIRE_VERSION`] and any other
+//! All messages are canonical DAG-CBOR (maps, and a two-item array for gossip); `v` is [`WIRE_VERSION`] (2) and any other
 //! value fails closed.
 //!
-//! * **Gossip** (published on the wallet's topic): `{v: 1, entries: [bytes…]}` with
+//! * **Gossip** (published on the wallet's topic): the array `[v = 2, [bytes…]]` with
 //!   1 ≤ entries ≤ [`MAX_GOSSIP_ENTRIES`], the whole message ≤ [`MAX_GOSSIP_BYTES`].
 //! * **Catch-up** (request-response, protocol [`CATCHUP_PROTOCOL`]). On the stream,
 //!   each message is `u32 big-endian length ‖ DAG-CBOR`; the length is checked against
 //!   the maximum before anything is read or allocated.
-//!   * request `{v: 1, log: bytes(32), have: [[bytes(8) device, uint seq]…], max: uint}`
+//!   * request `{v: 2, log: bytes(32), have: [[bytes(8) device, uint seq]…], max: uint}`
 //!     — the requester's version vector (highest contiguous sequence per device, sorted
 //!     by device, ≤ [`MAX_VECTOR_DEVICES`]) and the most entries it wants in this page
 //!     (1 ≤ max ≤ [`MAX_PAGE_ENTRIES`]); ≤ [`MAX_REQUEST_BYTES`].
-//!   * response `{v: 1, more: bool, entries: [bytes…]}` — entries the requester lacks,
-//!     in per-device sequence order, at most `max` and ≤ [`MAX_RESPONSE_BYTES`] in all;
-//!     `more` says another page is waiting.
+//!   * response `{v: 2, more: bool, pruned: bool, entries: [bytes…]}` — entries the
+//!     requester lacks, in per-device sequence order, at most `max` and
+//!     ≤ [`MAX_RESPONSE_BYTES`] in all; `more` says another page is waiting, `pruned`
+//!     that the responder pruned entries the requester lacks (ask for a snapshot).
+//! * **Snapshot** (protocol [`SNAPSHOT_PROTOCOL`], same framing): request
+//!   `{v: 2, log: bytes(32)}` ≤ [`MAX_SNAPSHOT_REQUEST_BYTES`]; response
+//!   `{v: 2, snapshot: bytes | null}` (a sealed OpLog snapshot) ≤
+//!   [`MAX_SNAPSHOT_TRANSFER_BYTES`].
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use std::io;
@@ -31,9 +38,20 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Version of every sync message.
-pub const WIRE_VERSION: u64 = 1;
+pub const WIRE_VERSION: u64 = 2;
 /// The catch-up request-response protocol id.
-pub const CATCHUP_PROTOCOL: StreamProtocol = StreamProtocol::new("/sphere-profile/catchup/1");
+pub const CATCHUP_PROTOCOL: StreamProtocol = StreamProtocol::new("/sphere-profile/catchup/2");
+/// The snapshot request-response protocol id.
+pub const SNAPSHOT_PROTOCOL: StreamProtocol = StreamProtocol::new("/sphere-profile/snapshot/1");
+/// Largest snapshot transfer (the sealed snapshot plus framing). A wallet whose state
+/// is larger cannot bootstrap a pruned-behind device over the network.
+pub const MAX_SNAPSHOT_TRANSFER_BYTES: usize = 64 * 1024 * 1024;
+/// Largest snapshot request.
+pub const MAX_SNAPSHOT_REQUEST_BYTES: usize = 1024;
+/// Bytes the compact wire form of an entry leaves out: its `key` and `log` pairs
+/// (77 bytes) and the names of its other nine keys (39 bytes); the array header
+/// takes the map header's one byte.
+pub const COMPACT_SAVING: usize = 116;
 /// Largest gossip message: one maximal entry (1 MiB) plus framing. Also the
 /// gossipsub `max_transmit_size`.
 pub const MAX_GOSSIP_BYTES: usize = 1024 * 1024 + 4096;
@@ -90,13 +108,13 @@ pub enum WireError {
     UnsortedVector,
 }
 
-/// A batch of entries published on the wallet topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A batch of entries published on the wallet topic. On the wire it is the
+/// two-item array `[v, entries]` (it travels once per message: no key names).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gossip {
     /// [`WIRE_VERSION`].
     pub v: u64,
-    /// Encoded OpLog entries.
+    /// Entries in compact form ([`EntryCompactor`]).
     pub entries: Vec<ByteBuf>,
 }
 
@@ -122,8 +140,32 @@ pub struct CatchupResponse {
     pub v: u64,
     /// Whether another page is waiting.
     pub more: bool,
-    /// Encoded OpLog entries, in per-device sequence order.
+    /// The responder no longer keeps entries the requester lacks (it pruned them):
+    /// the requester should ask for a snapshot on [`SNAPSHOT_PROTOCOL`].
+    pub pruned: bool,
+    /// Entries in compact form ([`EntryCompactor`]), in per-device sequence order.
     pub entries: Vec<ByteBuf>,
+}
+
+/// "Send me your state": asked after a [`CatchupResponse`] with `pruned`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    /// [`WIRE_VERSION`].
+    pub v: u64,
+    /// The log both sides must share.
+    pub log: ByteBuf,
+}
+
+/// The responder's state as a sealed OpLog snapshot (`docs/formats.md` §5.3), or
+/// null when it has none to give (another log, or larger than the transfer cap).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotResponse {
+    /// [`WIRE_VERSION`].
+    pub v: u64,
+    /// `Snapshot::seal` bytes.
+    pub snapshot: Option<ByteBuf>,
 }
 
 fn check_count(what: &'static str, count: usize, min: usize, max: usize) -> Result<(), WireError> {
@@ -183,6 +225,10 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         .expect("maps of integers, booleans and byte strings always encode")
 }
 
+/// The wire shape of [`Gossip`].
+#[derive(Serialize, Deserialize)]
+struct GossipWire(u64, Vec<ByteBuf>);
+
 impl Gossip {
     /// A gossip message carrying `entries`.
     pub fn new(entries: Vec<Vec<u8>>) -> Self {
@@ -194,15 +240,15 @@ impl Gossip {
 
     /// Canonical bytes.
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        encode(&GossipWire(self.v, self.entries.clone()))
     }
 
     /// Decodes and checks every bound.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        let g: Self = decode_canonical("gossip message", bytes, MAX_GOSSIP_BYTES)?;
-        check_version(g.v)?;
-        check_count("gossip entries", g.entries.len(), 1, MAX_GOSSIP_ENTRIES)?;
-        Ok(g)
+        let GossipWire(v, entries) = decode_canonical("gossip message", bytes, MAX_GOSSIP_BYTES)?;
+        check_version(v)?;
+        check_count("gossip entries", entries.len(), 1, MAX_GOSSIP_ENTRIES)?;
+        Ok(Self { v, entries })
     }
 }
 
@@ -253,6 +299,235 @@ impl CatchupResponse {
     }
 }
 
+impl SnapshotRequest {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks every bound.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let r: Self = decode_canonical("snapshot request", bytes, MAX_SNAPSHOT_REQUEST_BYTES)?;
+        check_version(r.v)?;
+        if r.log.len() != 32 {
+            return Err(WireError::Malformed {
+                what: "snapshot request",
+                reason: "log id is not 32 bytes".into(),
+            });
+        }
+        Ok(r)
+    }
+}
+
+impl SnapshotResponse {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks every bound (the snapshot itself is checked by
+    /// `Snapshot::open`).
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let r: Self = decode_canonical("snapshot response", bytes, MAX_SNAPSHOT_TRANSFER_BYTES)?;
+        check_version(r.v)?;
+        Ok(r)
+    }
+}
+
+/// The compact wire form of an entry: a CBOR array of the values of its canonical map,
+/// in the map's key order, without the keys and without the `key` and `log` pairs
+/// (the same in every entry of a wallet):
+/// `[v, ctx, dev, seq, sig, body, prev, wall, clock]`, each value's bytes exactly as
+/// in the entry. The conversion is a byte splice both ways; no field is re-encoded.
+///
+/// The receiver puts the key names and its own wallet's signing key and log id back
+/// and hands the result to the OpLog, whose strict canonical decoder and signature
+/// check decide. An entry of another log or signer fails verification exactly as it
+/// would in full form (as a bad signature); nothing is trusted.
+#[derive(Debug, Clone)]
+pub struct EntryCompactor {
+    /// The value bytes of the `key` and `log` pairs of a full entry of this wallet.
+    key_value: Vec<u8>,
+    log_value: Vec<u8>,
+}
+
+/// The keys of a full entry in canonical order, as encoded CBOR text strings.
+const ENTRY_KEYS: [&[u8]; 11] = [
+    b"\x61v",
+    b"\x63ctx",
+    b"\x63dev",
+    b"\x63key",
+    b"\x63log",
+    b"\x63seq",
+    b"\x63sig",
+    b"\x64body",
+    b"\x64prev",
+    b"\x64wall",
+    b"\x65clock",
+];
+/// Positions of `key` and `log` in [`ENTRY_KEYS`].
+const KEY_AT: usize = 3;
+const LOG_AT: usize = 4;
+/// CBOR headers: map of 11 pairs (a full entry), array of 9 items (compact).
+const FULL_MAP: u8 = 0xab;
+const COMPACT_ARRAY: u8 = 0x89;
+
+/// The end of the CBOR item starting at `at`, for well-formed definite-length
+/// items; `None` if `bytes` ends first or holds an indefinite length or a reserved
+/// header. Iterative: nested arrays and maps only raise a counter.
+fn item_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut pos = at;
+    let mut pending: usize = 1;
+    while pending > 0 {
+        pending = pending.checked_sub(1)?;
+        let head = *bytes.get(pos)?;
+        pos = pos.checked_add(1)?;
+        let (major, info) = (head >> 5, head & 0x1f);
+        let arg: u64 = match info {
+            0..=23 => u64::from(info),
+            24..=27 => {
+                let n = 1usize.checked_shl(u32::from(info.checked_sub(24)?))?;
+                let raw = bytes.get(pos..pos.checked_add(n)?)?;
+                pos = pos.checked_add(n)?;
+                raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+            }
+            _ => return None,
+        };
+        let arg = usize::try_from(arg).ok()?;
+        match major {
+            0 | 1 | 7 => {}
+            2 | 3 => {
+                pos = pos.checked_add(arg)?;
+                if pos > bytes.len() {
+                    return None;
+                }
+            }
+            // Every item takes at least one byte: refuse counts the input cannot hold.
+            4 | 5 => {
+                let items = if major == 5 { arg.checked_mul(2)? } else { arg };
+                if items > bytes.len().saturating_sub(pos) {
+                    return None;
+                }
+                pending = pending.checked_add(items)?;
+            }
+            _ => pending = pending.checked_add(1)?,
+        }
+    }
+    Some(pos)
+}
+
+/// The `(device, seq)` a compact entry claims, read without restoring or verifying
+/// it (a hint for pipelining catch-up requests); `None` if it does not parse that far.
+pub fn compact_position(compact: &[u8]) -> Option<([u8; 8], u64)> {
+    if compact.first() != Some(&COMPACT_ARRAY) {
+        return None;
+    }
+    let after_v = item_end(compact, 1)?;
+    let dev_at = item_end(compact, after_v)?;
+    // `dev` is bytes(8): header 0x48 and eight bytes.
+    if compact.get(dev_at) != Some(&0x48) {
+        return None;
+    }
+    let seq_at = dev_at.checked_add(9)?;
+    let device: [u8; 8] = compact
+        .get(dev_at.checked_add(1)?..seq_at)?
+        .try_into()
+        .ok()?;
+    let head = *compact.get(seq_at)?;
+    if head >> 5 != 0 {
+        return None;
+    }
+    let end = item_end(compact, seq_at)?;
+    let arg = compact.get(seq_at.checked_add(1)?..end)?;
+    let seq = match head & 0x1f {
+        info @ 0..=23 => u64::from(info),
+        _ => arg.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+    };
+    Some((device, seq))
+}
+
+impl EntryCompactor {
+    /// A compactor for the wallet with this log id and signing key.
+    pub fn new(log: [u8; 32], key: [u8; 33]) -> Self {
+        let mut key_value = vec![0x58, 33];
+        key_value.extend_from_slice(&key);
+        let mut log_value = vec![0x58, 32];
+        log_value.extend_from_slice(&log);
+        Self {
+            key_value,
+            log_value,
+        }
+    }
+
+    /// The compact form of a full entry of this wallet, or `None` when `full` is not
+    /// an eleven-key entry map carrying this wallet's key and log id.
+    pub fn compact(&self, full: &[u8]) -> Option<Vec<u8>> {
+        if full.first() != Some(&FULL_MAP) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(full.len());
+        out.push(COMPACT_ARRAY);
+        let mut pos = 1usize;
+        for (i, name) in ENTRY_KEYS.iter().enumerate() {
+            let value_at = pos.checked_add(name.len())?;
+            if full.get(pos..value_at)? != *name {
+                return None;
+            }
+            let end = item_end(full, value_at)?;
+            let value = full.get(value_at..end)?;
+            match i {
+                KEY_AT if value != self.key_value.as_slice() => return None,
+                LOG_AT if value != self.log_value.as_slice() => return None,
+                KEY_AT | LOG_AT => {}
+                _ => out.extend_from_slice(value),
+            }
+            pos = end;
+        }
+        (pos == full.len()).then_some(out)
+    }
+
+    /// The full entry bytes of a compact entry: the key names and this wallet's key
+    /// and log id put back. Refuses input that is not a nine-item array of complete
+    /// CBOR items with nothing after it; whether the result is a valid, canonical,
+    /// correctly signed entry is for the OpLog to decide.
+    pub fn expand(&self, compact: &[u8]) -> Result<Vec<u8>, WireError> {
+        let bad = |reason: &str| WireError::Malformed {
+            what: "compact entry",
+            reason: reason.into(),
+        };
+        if compact.len() > crate::oplog::MAX_ENTRY_BYTES {
+            return Err(WireError::TooLarge {
+                what: "compact entry",
+                len: compact.len(),
+                max: crate::oplog::MAX_ENTRY_BYTES,
+            });
+        }
+        if compact.first() != Some(&COMPACT_ARRAY) {
+            return Err(bad("not a nine-item array"));
+        }
+        let mut out = Vec::with_capacity(compact.len().saturating_add(COMPACT_SAVING));
+        out.push(FULL_MAP);
+        let mut pos = 1usize;
+        for (i, name) in ENTRY_KEYS.iter().enumerate() {
+            out.extend_from_slice(name);
+            match i {
+                KEY_AT => out.extend_from_slice(&self.key_value),
+                LOG_AT => out.extend_from_slice(&self.log_value),
+                _ => {
+                    let end = item_end(compact, pos).ok_or_else(|| bad("truncated item"))?;
+                    let value = compact.get(pos..end).ok_or_else(|| bad("truncated item"))?;
+                    out.extend_from_slice(value);
+                    pos = end;
+                }
+            }
+        }
+        if pos != compact.len() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(out)
+    }
+}
+
 /// Reads one `u32 length ‖ body` frame, refusing lengths above `max` before reading.
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
@@ -272,8 +547,12 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::
 async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(body).await?;
+    // One write: the length and the body leave in one stream frame (and one TCP
+    // segment when small), never a lone 4-byte frame waiting for an ACK.
+    let mut frame = Vec::with_capacity(body.len().saturating_add(4));
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    io.write_all(&frame).await?;
     io.close().await
 }
 
@@ -325,6 +604,51 @@ impl libp2p::request_response::Codec for CatchupCodec {
     }
 }
 
+/// The snapshot codec: length-prefixed canonical DAG-CBOR with hard size limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotCodec;
+
+impl libp2p::request_response::Codec for SnapshotCodec {
+    type Protocol = StreamProtocol;
+    type Request = SnapshotRequest;
+    type Response = SnapshotResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SnapshotRequest> {
+        SnapshotRequest::decode(&read_frame(io, MAX_SNAPSHOT_REQUEST_BYTES).await?).map_err(invalid)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SnapshotResponse> {
+        SnapshotResponse::decode(&read_frame(io, MAX_SNAPSHOT_TRANSFER_BYTES).await?)
+            .map_err(invalid)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: SnapshotRequest,
+    ) -> io::Result<()> {
+        write_frame(io, &req.encode()).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: SnapshotResponse,
+    ) -> io::Result<()> {
+        write_frame(io, &res.encode()).await
+    }
+}
+
 #[cfg(test)]
 #[expect(clippy::indexing_slicing, reason = "tests mutate known-length buffers")]
 mod tests {
@@ -354,27 +678,37 @@ mod tests {
         let r = CatchupResponse {
             v: WIRE_VERSION,
             more: true,
+            pruned: false,
             entries: vec![ByteBuf::from(vec![9; 40])],
         };
+        assert_eq!(CatchupResponse::decode(&r.encode()).unwrap(), r);
+        let s = SnapshotRequest {
+            v: WIRE_VERSION,
+            log: ByteBuf::from(vec![7; 32]),
+        };
+        assert_eq!(SnapshotRequest::decode(&s.encode()).unwrap(), s);
+        let s = SnapshotResponse {
+            v: WIRE_VERSION,
+            snapshot: Some(ByteBuf::from(vec![1, 2, 3])),
+        };
+        assert_eq!(SnapshotResponse::decode(&s.encode()).unwrap(), s);
         assert_eq!(CatchupResponse::decode(&r.encode()).unwrap(), r);
     }
 
     #[test]
     fn gossip_bytes_match_the_worked_example_in_formats_md() {
         let g = Gossip::new(vec![vec![1, 2, 3]]);
-        assert_eq!(
-            hex::encode(g.encode()),
-            "a261760167656e74726965738143010203"
-        );
+        assert_eq!(hex::encode(g.encode()), "82028143010203");
         let r = CatchupResponse {
             v: WIRE_VERSION,
             more: false,
+            pruned: true,
             entries: vec![],
         };
-        // canonical order: v, more, entries
+        // canonical order: v, more, pruned, entries
         assert_eq!(
             hex::encode(r.encode()),
-            "a3617601646d6f7265f467656e747269657380"
+            "a4617602646d6f7265f4667072756e6564f567656e747269657380"
         );
     }
 
@@ -402,10 +736,10 @@ mod tests {
             Err(WireError::Count { .. })
         ));
         let mut r = request();
-        r.v = 2;
+        r.v = 1;
         assert_eq!(
             CatchupRequest::decode(&r.encode()),
-            Err(WireError::UnknownVersion(2))
+            Err(WireError::UnknownVersion(1))
         );
         let huge = vec![0u8; MAX_GOSSIP_BYTES + 1];
         assert!(matches!(
@@ -425,6 +759,116 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
+    fn wallet() -> (crate::oplog::LogKeys, Vec<u8>) {
+        static WALLET: std::sync::OnceLock<(crate::oplog::LogKeys, Vec<u8>)> =
+            std::sync::OnceLock::new();
+        WALLET.get_or_init(make_wallet).clone()
+    }
+
+    fn make_wallet() -> (crate::oplog::LogKeys, Vec<u8>) {
+        use crate::oplog::entry::{Draft, Entry, Head, cid_of};
+        let wk = crate::keys::WalletKeys::from_address_key(&crate::secret::Secret32::new([9; 32]))
+            .unwrap();
+        let keys = crate::oplog::LogKeys::new(&wk.oplog).unwrap();
+        let draft = Draft {
+            device: [1; 8],
+            seq: 2,
+            prev: Some(cid_of(b"prev")),
+            ctx: vec![Head {
+                device: [2; 8],
+                seq: 3,
+                id: cid_of(b"x"),
+            }],
+            clock: 7,
+            wall_ms: 1_700_000_000_000,
+        };
+        let ops = [crate::oplog::Op {
+            key: "k000001".into(),
+            value: Some(vec![0x5a; 45]),
+        }];
+        let (_, bytes) = Entry::seal_encoded(&keys, draft, &ops).unwrap();
+        (keys, bytes)
+    }
+
+    fn compactor(keys: &crate::oplog::LogKeys) -> EntryCompactor {
+        EntryCompactor::new(*keys.log_id(), *keys.public_key())
+    }
+
+    #[test]
+    fn compact_entries_round_trip_and_verify() {
+        let (keys, full) = wallet();
+        let c = compactor(&keys);
+        let compact = c.compact(&full).unwrap();
+        assert_eq!(compact.len() + COMPACT_SAVING, full.len());
+        assert_eq!(compact[0], 0x89);
+        let back = c.expand(&compact).unwrap();
+        assert_eq!(back, full);
+        assert_eq!(compact_position(&compact), Some(([1; 8], 2)));
+        crate::oplog::decode_verified(&back, &keys).unwrap();
+    }
+
+    #[test]
+    fn compact_form_of_the_worked_example_matches_formats_md() {
+        use crate::oplog::entry::{Draft, Entry};
+        let wk = crate::keys::WalletKeys::from_address_key(&crate::secret::Secret32::new([1; 32]))
+            .unwrap();
+        let keys = crate::oplog::LogKeys::new(&wk.oplog).unwrap();
+        let draft = Draft {
+            device: [1, 2, 3, 4, 5, 6, 7, 8],
+            seq: 1,
+            prev: None,
+            ctx: vec![],
+            clock: 1,
+            wall_ms: 1_700_000_000_000,
+        };
+        let ops = [
+            crate::oplog::Op {
+                key: "settings.theme".into(),
+                value: Some(b"dark".to_vec()),
+            },
+            crate::oplog::Op {
+                key: "old".into(),
+                value: None,
+            },
+        ];
+        let (_, full) = Entry::seal_with_nonce(&keys, draft, &ops, [0x11; 12]).unwrap();
+        assert_eq!(full.len(), 265);
+        let compact = compactor(&keys).compact(&full).unwrap();
+        assert_eq!(compact.len(), 149);
+        let hex = hex::encode(&compact);
+        assert!(
+            hex.starts_with("8901804801020304050607080158414ab3dc"),
+            "{hex}"
+        );
+        assert!(hex.ends_with("f61b0000018bcfe5680001"), "{hex}");
+        assert_eq!(compactor(&keys).expand(&compact).unwrap(), full);
+    }
+
+    #[test]
+    fn another_wallet_cannot_restore_our_entries() {
+        let (keys, full) = wallet();
+        let compact = compactor(&keys).compact(&full).unwrap();
+        let wk = crate::keys::WalletKeys::from_address_key(&crate::secret::Secret32::new([8; 32]))
+            .unwrap();
+        let other = crate::oplog::LogKeys::new(&wk.oplog).unwrap();
+        // Another wallet does not find its key and log id in our entry...
+        assert!(compactor(&other).compact(&full).is_none());
+        // ...and restoring ours with its values gives an entry that fails verification.
+        let restored = compactor(&other).expand(&compact).unwrap();
+        assert!(crate::oplog::decode_verified(&restored, &other).is_err());
+    }
+
+    #[test]
+    fn non_canonical_compact_entries_are_refused() {
+        let (keys, full) = wallet();
+        let c = compactor(&keys);
+        // The full form is not the compact form.
+        assert!(c.expand(&full).is_err());
+        let mut compact = c.compact(&full).unwrap();
+        compact.push(0);
+        assert!(c.expand(&compact).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(5000))]
         #[test]
@@ -432,6 +876,29 @@ mod tests {
             let _ = Gossip::decode(&bytes);
             let _ = CatchupRequest::decode(&bytes);
             let _ = CatchupResponse::decode(&bytes);
+            let _ = SnapshotRequest::decode(&bytes);
+            let _ = SnapshotResponse::decode(&bytes);
+        }
+
+        #[test]
+        fn random_compact_entries_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let (keys, _) = wallet();
+            let _ = compactor(&keys).expand(&bytes);
+        }
+
+        #[test]
+        fn mutated_compact_entries_never_panic_nor_verify(pos in any::<proptest::sample::Index>(), byte in any::<u8>()) {
+            let (keys, full) = wallet();
+            let c = compactor(&keys);
+            let mut compact = c.compact(&full).unwrap();
+            let i = pos.index(compact.len());
+            let changed = compact[i] != byte;
+            compact[i] = byte;
+            if let Ok(restored) = c.expand(&compact)
+                && changed
+            {
+                prop_assert!(crate::oplog::decode_verified(&restored, &keys).is_err());
+            }
         }
 
         #[test]
