@@ -192,46 +192,47 @@ impl UxfPackage {
             let mut r = CarReader::new(data).await.map_err(|e| car_err(&e))?;
             let roots = r.header().roots().to_vec();
             let mut count = 0usize;
-            let mut batch: Vec<(cid::Cid, Vec<u8>)> = Vec::with_capacity(DECODE_BATCH);
-            loop {
-                let next = r.next_block().await.map_err(|e| car_err(&e))?;
-                let done = next.is_none();
-                if let Some((c, b)) = next {
-                    count = count.saturating_add(1);
-                    if count > CAR_IMPORT_MAX_BLOCK_COUNT {
-                        return Err(err!(
-                            InvalidPackage,
-                            "CAR has more than {CAR_IMPORT_MAX_BLOCK_COUNT} blocks"
-                        ));
-                    }
-                    if b.len() > CAR_IMPORT_MAX_BLOCK_BYTES {
-                        return Err(err!(
-                            InvalidPackage,
-                            "CAR block {c} of {} bytes exceeds {CAR_IMPORT_MAX_BLOCK_BYTES}",
-                            b.len()
-                        ));
-                    }
-                    if roots.first() == Some(&c) {
-                        raw.push((c, b));
+            let mut buf = Vec::with_capacity(1024);
+            while let Some((c, b)) = r.next_block().await.map_err(|e| car_err(&e))? {
+                count = count.saturating_add(1);
+                if count > CAR_IMPORT_MAX_BLOCK_COUNT {
+                    return Err(err!(
+                        InvalidPackage,
+                        "CAR has more than {CAR_IMPORT_MAX_BLOCK_COUNT} blocks"
+                    ));
+                }
+                if b.len() > CAR_IMPORT_MAX_BLOCK_BYTES {
+                    return Err(err!(
+                        InvalidPackage,
+                        "CAR block {c} of {} bytes exceeds {CAR_IMPORT_MAX_BLOCK_BYTES}",
+                        b.len()
+                    ));
+                }
+                if roots.first() == Some(&c) {
+                    raw.push((c, b));
+                    continue;
+                }
+                let decoded = ContentHash::from_cid(&c).and_then(|h| {
+                    let el = Element::from_block(&b)?;
+                    buf.clear();
+                    el.write_canonical(&mut buf)?;
+                    if ContentHash::digest(&buf) == h {
+                        Ok((h, el))
                     } else {
-                        batch.push((c, b));
+                        Err(err!(
+                            VerificationFailed,
+                            "block {c} does not hash to its CID"
+                        ))
                     }
-                }
-                if batch.len() >= DECODE_BATCH || (done && !batch.is_empty()) {
-                    for (c, b, decoded) in decode_batch(std::mem::take(&mut batch)) {
-                        match decoded {
-                            Ok((h, el)) => {
-                                pool.entry(h).or_insert(el);
-                            }
-                            Err(e) => {
-                                deferred.push((c, e));
-                                raw.push((c, b));
-                            }
-                        }
+                });
+                match decoded {
+                    Ok((h, el)) => {
+                        pool.entry(h).or_insert(el);
                     }
-                }
-                if done {
-                    break;
+                    Err(e) => {
+                        deferred.push((c, e));
+                        raw.push((c, b));
+                    }
                 }
             }
             Ok::<_, UxfError>(roots)
@@ -444,59 +445,6 @@ fn checked_digest(c: &cid::Cid, bytes: &[u8], what: &str) -> Result<ContentHash>
 /// `^[0-9a-f]{64,68}$`.
 pub(crate) fn is_token_id(s: &str) -> bool {
     (64..=68).contains(&s.len()) && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// Blocks decoded together; a batch's raw bytes are the only ones held at once.
-const DECODE_BATCH: usize = 1024;
-
-/// One block's outcome: its element and verified hash, or why it is not one.
-type Decoded = (cid::Cid, Vec<u8>, Result<(ContentHash, Element)>);
-
-/// Decodes a batch of element blocks and checks each against its CID, on two threads
-/// when the machine has them (decoding and hashing are most of an import); results come
-/// back in block order, so the pool keeps the CAR's order.
-fn decode_batch(batch: Vec<(cid::Cid, Vec<u8>)>) -> Vec<Decoded> {
-    let parallel =
-        batch.len() >= 64 && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    if !parallel {
-        return decode_blocks(batch);
-    }
-    let mut first = batch;
-    let second = first.split_off(first.len() / 2);
-    std::thread::scope(|s| {
-        let worker = s.spawn(move || decode_blocks(second));
-        let mut out = decode_blocks(first);
-        match worker.join() {
-            Ok(rest) => out.extend(rest),
-            // decoding does not panic on any input (property-tested); if it ever did,
-            // the import fails loudly instead of losing blocks
-            Err(p) => std::panic::resume_unwind(p),
-        }
-        out
-    })
-}
-
-fn decode_blocks(blocks: Vec<(cid::Cid, Vec<u8>)>) -> Vec<Decoded> {
-    let mut buf = Vec::with_capacity(1024);
-    blocks
-        .into_iter()
-        .map(|(c, b)| {
-            let decoded = ContentHash::from_cid(&c).and_then(|h| {
-                let el = Element::from_block(&b)?;
-                buf.clear();
-                el.write_canonical(&mut buf)?;
-                if ContentHash::digest(&buf) == h {
-                    Ok((h, el))
-                } else {
-                    Err(err!(
-                        VerificationFailed,
-                        "block {c} does not hash to its CID"
-                    ))
-                }
-            });
-            (c, b, decoded)
-        })
-        .collect()
 }
 
 #[cfg(test)]

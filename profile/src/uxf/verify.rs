@@ -7,7 +7,7 @@
 
 use super::hash::{HashMap, HashSet};
 
-use super::element::{Child, Element, ElementType, Pool};
+use super::element::{Child, Element, ElementType};
 use super::error::ErrorCode;
 use super::hash::ContentHash;
 use super::limits::{VERIFY_MAX_DEPTH, VERIFY_MAX_ELEMENT_BYTES, VERIFY_MAX_POOL_SIZE};
@@ -94,50 +94,6 @@ fn text_len(n: usize) -> usize {
 
 /// dag-cbor size of `{content, children}` in the reference's in-memory form (byte
 /// fields as hex text, children as 64-char hex text).
-/// Step 2 of verify: every element's size and hash, in pool order. Hashing is most of
-/// a verify, so a large pool is split over two threads when the machine has them.
-fn rehash_all(pool: &Pool) -> Vec<Issue> {
-    let entries = pool.as_slice();
-    let parallel =
-        entries.len() >= 2048 && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    if !parallel {
-        return rehash(entries.iter());
-    }
-    let (first, second) = entries.split_at(entries.len() / 2);
-    std::thread::scope(|s| {
-        let worker = s.spawn(|| rehash(second.iter()));
-        let mut out = rehash(first.iter());
-        match worker.join() {
-            Ok(rest) => out.extend(rest),
-            Err(p) => std::panic::resume_unwind(p),
-        }
-        out
-    })
-}
-
-fn rehash<'a>(entries: impl Iterator<Item = (&'a ContentHash, &'a Element)>) -> Vec<Issue> {
-    let mut issues = Vec::new();
-    let mut buf = Vec::with_capacity(1024);
-    for (h, el) in entries {
-        if memory_form_size(el) > VERIFY_MAX_ELEMENT_BYTES {
-            issues.push(issue(
-                ErrorCode::InvalidPackage,
-                format!("element {h} exceeds {VERIFY_MAX_ELEMENT_BYTES} bytes"),
-            ));
-            continue;
-        }
-        buf.clear();
-        match el.write_canonical(&mut buf) {
-            Ok(()) if ContentHash::digest(&buf) == *h => {}
-            _ => issues.push(issue(
-                ErrorCode::VerificationFailed,
-                format!("element {h} does not match its hash"),
-            )),
-        }
-    }
-    issues
-}
-
 fn memory_form_size(el: &Element) -> usize {
     fn value(v: &Value, hex: bool) -> usize {
         match v {
@@ -200,8 +156,25 @@ impl UxfPackage {
             ));
             return r;
         }
-        r.stats.elements_checked = self.pool.len();
-        r.errors.extend(rehash_all(&self.pool));
+        let mut buf = Vec::with_capacity(1024);
+        for (h, el) in &self.pool {
+            r.stats.elements_checked = r.stats.elements_checked.saturating_add(1);
+            if memory_form_size(el) > VERIFY_MAX_ELEMENT_BYTES {
+                r.errors.push(issue(
+                    ErrorCode::InvalidPackage,
+                    format!("element {h} exceeds {VERIFY_MAX_ELEMENT_BYTES} bytes"),
+                ));
+                continue;
+            }
+            buf.clear();
+            match el.write_canonical(&mut buf) {
+                Ok(()) if ContentHash::digest(&buf) == *h => {}
+                _ => r.errors.push(issue(
+                    ErrorCode::VerificationFailed,
+                    format!("element {h} does not match its hash"),
+                )),
+            }
+        }
 
         let mut reachable: HashSet =
             HashSet::with_capacity_and_hasher(self.pool.len(), Default::default());
