@@ -313,12 +313,12 @@ fn build_swarm(identity: Keypair, config: &SyncConfig) -> Result<Swarm<Behaviour
                 gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
                     .map_err(|e| Box::<dyn std::error::Error + Send + Sync>::from(e.to_owned()))?;
             let catchup = request_response::Behaviour::with_codec(
-                CatchupCodec,
+                CatchupCodec::default(),
                 [(CATCHUP_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(CATCHUP_TIMEOUT),
             );
             let snapshot = request_response::Behaviour::with_codec(
-                SnapshotCodec,
+                SnapshotCodec::default(),
                 [(SNAPSHOT_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(CATCHUP_TIMEOUT),
             );
@@ -1125,10 +1125,8 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "catch-up request failed");
-                if let request_response::OutboundFailure::Io(e) = &error
-                    && e.kind() == std::io::ErrorKind::InvalidData
-                {
-                    self.strike(peer, "wire");
+                if let request_response::OutboundFailure::Io(e) = &error {
+                    self.strike_malformed(peer, e);
                 }
                 if let Some(round) = self.rounds.get_mut(&peer) {
                     round.requesting = false;
@@ -1136,13 +1134,19 @@ impl EventLoop {
                 self.maybe_finish(peer).await;
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                if let request_response::InboundFailure::Io(e) = &error
-                    && e.kind() == std::io::ErrorKind::InvalidData
-                {
-                    self.strike(peer, "wire");
+                if let request_response::InboundFailure::Io(e) = &error {
+                    self.strike_malformed(peer, e);
                 }
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Strikes `peer` when a request-response stream failed because its bytes did not
+    /// decode (the codec reports that as `InvalidData`), not for a mere network error.
+    fn strike_malformed(&mut self, peer: PeerId, e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            self.strike(peer, "wire");
         }
     }
 
@@ -1350,10 +1354,8 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "snapshot request failed");
-                if let request_response::OutboundFailure::Io(e) = &error
-                    && e.kind() == std::io::ErrorKind::InvalidData
-                {
-                    self.strike(peer, "wire");
+                if let request_response::OutboundFailure::Io(e) = &error {
+                    self.strike_malformed(peer, e);
                 }
                 if let Some(round) = self.rounds.get_mut(&peer) {
                     round.snapshot = false;
@@ -1361,10 +1363,8 @@ impl EventLoop {
                 self.maybe_finish(peer).await;
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                if let request_response::InboundFailure::Io(e) = &error
-                    && e.kind() == std::io::ErrorKind::InvalidData
-                {
-                    self.strike(peer, "wire");
+                if let request_response::InboundFailure::Io(e) = &error {
+                    self.strike_malformed(peer, e);
                 }
             }
             request_response::Event::ResponseSent { .. } => {}

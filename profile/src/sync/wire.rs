@@ -560,81 +560,90 @@ fn invalid(e: WireError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-/// The catch-up codec: length-prefixed canonical DAG-CBOR with hard size limits.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CatchupCodec;
+/// A request-response message that travels as one length-prefixed frame of canonical
+/// DAG-CBOR, at most [`Framed::MAX_BYTES`].
+pub trait Framed: Sized + Send + 'static {
+    /// The largest frame accepted (checked before the frame is read in full).
+    const MAX_BYTES: usize;
+    /// Canonical bytes.
+    fn encode(&self) -> Vec<u8>;
+    /// Strict decoding.
+    fn decode(bytes: &[u8]) -> Result<Self, WireError>;
+}
 
-impl libp2p::request_response::Codec for CatchupCodec {
-    type Protocol = StreamProtocol;
-    type Request = CatchupRequest;
-    type Response = CatchupResponse;
+macro_rules! framed {
+    ($($ty:ty => $max:expr),* $(,)?) => {$(
+        impl Framed for $ty {
+            const MAX_BYTES: usize = $max;
+            fn encode(&self) -> Vec<u8> {
+                <$ty>::encode(self)
+            }
+            fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+                <$ty>::decode(bytes)
+            }
+        }
+    )*};
+}
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<CatchupRequest> {
-        CatchupRequest::decode(&read_frame(io, MAX_REQUEST_BYTES).await?).map_err(invalid)
-    }
+framed! {
+    CatchupRequest => MAX_REQUEST_BYTES,
+    CatchupResponse => MAX_RESPONSE_BYTES,
+    SnapshotRequest => MAX_SNAPSHOT_REQUEST_BYTES,
+    SnapshotResponse => MAX_SNAPSHOT_TRANSFER_BYTES,
+}
 
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<CatchupResponse> {
-        CatchupResponse::decode(&read_frame(io, MAX_RESPONSE_BYTES).await?).map_err(invalid)
-    }
+/// A request-response codec of one [`Framed`] request and one [`Framed`] response.
+pub struct FrameCodec<Req, Res>(std::marker::PhantomData<fn() -> (Req, Res)>);
 
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: CatchupRequest,
-    ) -> io::Result<()> {
-        write_frame(io, &req.encode()).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: CatchupResponse,
-    ) -> io::Result<()> {
-        write_frame(io, &res.encode()).await
+impl<Req, Res> Default for FrameCodec<Req, Res> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
     }
 }
 
-/// The snapshot codec: length-prefixed canonical DAG-CBOR with hard size limits.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SnapshotCodec;
+impl<Req, Res> Clone for FrameCodec<Req, Res> {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
 
-impl libp2p::request_response::Codec for SnapshotCodec {
+impl<Req, Res> std::fmt::Debug for FrameCodec<Req, Res> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameCodec")
+    }
+}
+
+/// The catch-up protocol's codec.
+pub type CatchupCodec = FrameCodec<CatchupRequest, CatchupResponse>;
+/// The snapshot protocol's codec.
+pub type SnapshotCodec = FrameCodec<SnapshotRequest, SnapshotResponse>;
+
+impl<Req: Framed, Res: Framed> libp2p::request_response::Codec for FrameCodec<Req, Res> {
     type Protocol = StreamProtocol;
-    type Request = SnapshotRequest;
-    type Response = SnapshotResponse;
+    type Request = Req;
+    type Response = Res;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<SnapshotRequest> {
-        SnapshotRequest::decode(&read_frame(io, MAX_SNAPSHOT_REQUEST_BYTES).await?).map_err(invalid)
+    ) -> io::Result<Req> {
+        Req::decode(&read_frame(io, Req::MAX_BYTES).await?).map_err(invalid)
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<SnapshotResponse> {
-        SnapshotResponse::decode(&read_frame(io, MAX_SNAPSHOT_TRANSFER_BYTES).await?)
-            .map_err(invalid)
+    ) -> io::Result<Res> {
+        Res::decode(&read_frame(io, Res::MAX_BYTES).await?).map_err(invalid)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: SnapshotRequest,
+        req: Req,
     ) -> io::Result<()> {
         write_frame(io, &req.encode()).await
     }
@@ -643,7 +652,7 @@ impl libp2p::request_response::Codec for SnapshotCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: SnapshotResponse,
+        res: Res,
     ) -> io::Result<()> {
         write_frame(io, &res.encode()).await
     }
