@@ -236,38 +236,35 @@ impl<'a> Reader<'a> {
 
     /// A map head: its entry count.
     pub(crate) fn map_len(&mut self) -> Result<usize> {
-        let ib = self.byte()?;
-        if ib >> 5 != 5 {
-            return Err(bad("expected a map"));
-        }
-        self.len(ib & 0x1f)
+        let ai = self.head_of(5, "expected a map")?;
+        self.len(ai)
     }
 
     /// An array head: its item count.
     pub(crate) fn array_len(&mut self) -> Result<usize> {
-        let ib = self.byte()?;
-        if ib >> 5 != 4 {
-            return Err(bad("expected an array"));
-        }
-        self.len(ib & 0x1f)
+        let ai = self.head_of(4, "expected an array")?;
+        self.len(ai)
     }
 
     /// An unsigned integer (major type 0), minimal form enforced.
     pub(crate) fn uint(&mut self) -> Result<u64> {
+        let ai = self.head_of(0, "expected an unsigned integer")?;
+        self.arg(ai)
+    }
+
+    /// Reads an initial byte of major type `major`; its additional info, or `wrong`.
+    fn head_of(&mut self, major: u8, wrong: &str) -> Result<u8> {
         let ib = self.byte()?;
-        if ib >> 5 != 0 {
-            return Err(bad("expected an unsigned integer"));
+        if ib >> 5 != major {
+            return Err(bad(wrong));
         }
-        self.arg(ib & 0x1f)
+        Ok(ib & 0x1f)
     }
 
     /// A text map key, interned.
     pub(crate) fn key(&mut self) -> Result<Key> {
-        let kb = self.byte()?;
-        if kb >> 5 != 3 {
-            return Err(bad("map key is not text"));
-        }
-        let kn = self.len(kb & 0x1f)?;
+        let ai = self.head_of(3, "map key is not text")?;
+        let kn = self.len(ai)?;
         let kb = self.take(kn)?;
         if let Some(k) = intern_bytes(kb) {
             return Ok(k);
