@@ -34,7 +34,7 @@ fn links_block(cids: &[Vec<u8>]) -> VerifiedBlock {
 }
 
 /// Root → `n` raw leaves of `size` bytes (distinct contents).
-fn sample_car(n: usize, size: usize) -> Car {
+pub(crate) fn sample_car(n: usize, size: usize) -> Car {
     let leaves: Vec<VerifiedBlock> = (0..n)
         .map(|i| {
             let mut data = vec![0u8; size];
@@ -54,7 +54,7 @@ fn sample_car(n: usize, size: usize) -> Car {
     Car::from_blocks(root_cid, blocks, &CarLimits::default()).unwrap()
 }
 
-fn gw(url: &str) -> GatewayUrl {
+pub(crate) fn gw(url: &str) -> GatewayUrl {
     GatewayUrl::parse(url).unwrap()
 }
 

@@ -10,38 +10,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
-use sphere_profile::ipfs::block::{DAG_CBOR, RAW};
+use sphere_profile::ipfs::block::RAW;
+
+use super::ipfs::{gw, sample_car};
 use sphere_profile::ipfs::server::RunningGateway;
 use sphere_profile::ipfs::{
-    BlockCache, Car, CarLimits, FailureCause, FetchError, GatewayConfig, GatewayUrl, IpfsClient,
-    Source, VerifiedBlock,
+    BlockCache, CarLimits, FailureCause, FetchError, GatewayConfig, IpfsClient, Source,
 };
-
-/// Root → `n` raw leaves of `size` bytes.
-fn sample_car(n: usize, size: usize) -> Car {
-    let leaves: Vec<VerifiedBlock> = (0..n)
-        .map(|i| {
-            let data: Vec<u8> = (0..size).map(|j| (i * 31 + j * 7) as u8).collect();
-            VerifiedBlock::from_data(RAW, data).unwrap()
-        })
-        .collect();
-    let mut root = vec![0x99];
-    root.extend_from_slice(&u16::try_from(leaves.len()).unwrap().to_be_bytes());
-    for l in &leaves {
-        let c = l.cid().to_bytes();
-        root.extend_from_slice(&[0xd8, 0x2a, 0x58, u8::try_from(c.len() + 1).unwrap(), 0]);
-        root.extend_from_slice(&c);
-    }
-    let root = VerifiedBlock::from_data(DAG_CBOR, root).unwrap();
-    let cid = *root.cid();
-    let mut blocks = vec![root];
-    blocks.extend(leaves);
-    Car::from_blocks(cid, blocks, &CarLimits::default()).unwrap()
-}
-
-fn gw(url: &str) -> GatewayUrl {
-    GatewayUrl::parse(url).unwrap()
-}
 
 fn config() -> GatewayConfig {
     GatewayConfig::default()
