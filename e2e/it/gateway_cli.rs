@@ -242,19 +242,27 @@ fn kubo_rpc_client_round_trips_a_car_through_the_gateway() {
     gw.stop();
 }
 
+/// A running gateway under `dir`, and the sample CAR written to `dir/in.car`.
+fn gateway_and_car_file(dir: &Path) -> (Gateway, Car, PathBuf) {
+    let gateway = Gateway::start(&dir.join("gw"));
+    let car = sample_car();
+    let car_path = dir.join("in.car");
+    std::fs::write(&car_path, car.encode()).unwrap();
+    (gateway, car, car_path)
+}
+
+/// `sphere-cli ARGS` (the `ipfs` commands take no data dir).
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sphere-cli"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn ipfs_pin_and_fetch_round_trip_through_the_cli_with_a_dead_gateway_first() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway = Gateway::start(&dir.path().join("gw"));
-    let car = sample_car();
-    let car_path = dir.path().join("in.car");
-    std::fs::write(&car_path, car.encode()).unwrap();
-    let cli = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sphere-cli"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let (gateway, car, car_path) = gateway_and_car_file(dir.path());
     // A closed port first: the client fails over to the live gateway and says so.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -326,16 +334,7 @@ fn ipfs_pin_and_fetch_round_trip_through_the_cli_with_a_dead_gateway_first() {
 #[test]
 fn ipfs_has_answers_with_its_exit_code() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway = Gateway::start(&dir.path().join("gw"));
-    let car = sample_car();
-    let car_path = dir.path().join("in.car");
-    std::fs::write(&car_path, car.encode()).unwrap();
-    let cli = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sphere-cli"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let (gateway, car, car_path) = gateway_and_car_file(dir.path());
     let pin = cli(&[
         "ipfs",
         "pin",
