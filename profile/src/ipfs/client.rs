@@ -209,23 +209,16 @@ impl IpfsClient {
                         });
                     }
                     Err(cause) => {
-                        let budget = cause == FailureCause::Budget;
-                        let next_endpoint = is_unsupported(&cause);
-                        failures.push(GatewayFailure {
-                            gateway: gw.to_string(),
-                            endpoint: endpoint.name(),
-                            cause,
-                            attempts,
-                        });
-                        if budget {
-                            return Err(FetchError::Budget {
-                                cid: *root,
-                                budget: self.config.total_budget(),
-                                failures,
-                            });
-                        }
-                        if !next_endpoint {
-                            break;
+                        match record_failure(&mut failures, gw, endpoint, cause, attempts) {
+                            AfterFailure::OutOfBudget => {
+                                return Err(FetchError::Budget {
+                                    cid: *root,
+                                    budget: self.config.total_budget(),
+                                    failures,
+                                });
+                            }
+                            AfterFailure::NextGateway => break,
+                            AfterFailure::NextEndpoint => {}
                         }
                     }
                 }
@@ -558,23 +551,16 @@ impl IpfsClient {
                         });
                     }
                     Err(cause) => {
-                        let budget = cause == FailureCause::Budget;
-                        let next_endpoint = is_unsupported(&cause);
-                        failures.push(GatewayFailure {
-                            gateway: gw.to_string(),
-                            endpoint: endpoint.name(),
-                            cause,
-                            attempts,
-                        });
-                        if budget {
-                            return Err(PinError::Budget {
-                                cid: *car.root(),
-                                budget: self.config.total_budget(),
-                                failures,
-                            });
-                        }
-                        if !next_endpoint {
-                            break;
+                        match record_failure(&mut failures, gw, endpoint, cause, attempts) {
+                            AfterFailure::OutOfBudget => {
+                                return Err(PinError::Budget {
+                                    cid: *car.root(),
+                                    budget: self.config.total_budget(),
+                                    failures,
+                                });
+                            }
+                            AfterFailure::NextGateway => break,
+                            AfterFailure::NextEndpoint => {}
                         }
                     }
                 }
@@ -811,6 +797,40 @@ impl Endpoint {
             Self::Head => "HEAD /ipfs/{cid}",
         }
     }
+}
+
+/// What a fetch or pin does after one endpoint of a gateway failed.
+enum AfterFailure {
+    /// The total budget is spent: give up with every failure so far.
+    OutOfBudget,
+    /// The gateway does not offer this endpoint: try its next one.
+    NextEndpoint,
+    /// The gateway failed: try the next gateway.
+    NextGateway,
+}
+
+/// Records a failed endpoint in the report and says what to try next.
+fn record_failure(
+    failures: &mut Vec<GatewayFailure>,
+    gw: &GatewayUrl,
+    endpoint: Endpoint,
+    cause: FailureCause,
+    attempts: u32,
+) -> AfterFailure {
+    let next = if cause == FailureCause::Budget {
+        AfterFailure::OutOfBudget
+    } else if is_unsupported(&cause) {
+        AfterFailure::NextEndpoint
+    } else {
+        AfterFailure::NextGateway
+    };
+    failures.push(GatewayFailure {
+        gateway: gw.to_string(),
+        endpoint: endpoint.name(),
+        cause,
+        attempts,
+    });
+    next
 }
 
 /// Statuses meaning "this endpoint is not here": try the gateway's next endpoint.
