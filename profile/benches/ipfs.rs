@@ -15,6 +15,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{load_average, process_cpu};
+
 use axum::Router;
 use axum::routing::{get, post};
 use sphere_profile::ipfs::block::{DAG_CBOR, RAW};
@@ -68,26 +71,6 @@ fn mbps(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
 
-/// CPU time of this process so far (user + system, all threads, including those
-/// that already exited), from `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`: exact, unlike
-/// the 10 ms ticks of `/proc/self/stat`, which miss short-lived threads.
-fn cpu_time() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// CPU time per timed run of the last [`measure`], for the report.
 static LAST_CPU: std::sync::Mutex<Duration> = std::sync::Mutex::new(Duration::ZERO);
 
@@ -99,12 +82,12 @@ fn measure(rt: &tokio::runtime::Runtime, mut f: impl AsyncFnMut(&Car, Vec<u8>)) 
     for i in 0..WARMUP + RUNS {
         let car = make_car(i as u64 + 1);
         let bytes = car.encode();
-        let cpu0 = cpu_time();
+        let cpu0 = process_cpu();
         let start = Instant::now();
         rt.block_on(f(&car, bytes));
         if i >= WARMUP {
             times.push(start.elapsed());
-            cpu += cpu_time().saturating_sub(cpu0);
+            cpu += process_cpu().saturating_sub(cpu0);
         }
     }
     *LAST_CPU.lock().unwrap() = cpu / RUNS as u32;

@@ -13,6 +13,9 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{load_average, process_cpu};
+
 use sphere_profile::keys::WalletKeys;
 use sphere_profile::oplog::entry::{self, Draft, Entry, LogKeys, Op};
 use sphere_profile::oplog::{Durability, Store, StoreConfig};
@@ -54,24 +57,6 @@ fn baseline(dir: &std::path::Path, n: usize, sync: &str) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-/// CPU seconds (user + system) this process has used, from `/proc/self/stat`
-/// (clock ticks of 10 ms).
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // After the command name: state is field 3, utime 14, stime 15 (1-based).
-    let tick = |i: usize| {
-        fields
-            .get(i - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (tick(14) + tick(15)) / 100.0
-}
-
 fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p) as usize]
@@ -81,9 +66,7 @@ fn main() {
     println!(
         "machine   {} cores, load average {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        load_average()
     );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -128,9 +111,9 @@ fn main() {
         "entry     seal (encrypt + sign) {seal_us:.1} µs, verify {verify_us:.1} µs, open body {open_us:.1} µs"
     );
 
-    let c = cpu_secs();
+    let c = process_cpu().as_secs_f64();
     let base = baseline(dir, 20_000, "NORMAL");
-    let base_cpu = 20_000.0 / (cpu_secs() - c);
+    let base_cpu = 20_000.0 / (process_cpu().as_secs_f64() - c);
     println!(
         "baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL NORMAL: {base:>10.0} rows/s  ({base_cpu:.0} rows per CPU-second)"
     );
@@ -174,7 +157,7 @@ fn main() {
     let n = 100_000;
     let store = open(dir, "single.db", Durability::Process);
     let t = Instant::now();
-    let c = cpu_secs();
+    let c = process_cpu().as_secs_f64();
     rt.block_on(async {
         for i in 0..n {
             store
@@ -187,7 +170,7 @@ fn main() {
     println!(
         "put       single awaited put (100k):                        {single:>10.0} puts/s  ({:.2}× baseline; {:.0} puts per CPU-second)",
         single / base,
-        n as f64 / (cpu_secs() - c)
+        n as f64 / (process_cpu().as_secs_f64() - c)
     );
 
     // 2. get p50 at 100k keys, one op per entry.
@@ -305,7 +288,7 @@ fn main() {
     let store = open(dir, "concurrent.db", Durability::Process);
     let per = 20_000;
     let t = Instant::now();
-    let c = cpu_secs();
+    let c = process_cpu().as_secs_f64();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for w in 0..16 {
@@ -323,7 +306,7 @@ fn main() {
         }
     });
     let conc = (16 * per) as f64 / t.elapsed().as_secs_f64();
-    let conc_cpu = (16 * per) as f64 / (cpu_secs() - c);
+    let conc_cpu = (16 * per) as f64 / (process_cpu().as_secs_f64() - c);
     let entries = rt.block_on(store.version_vector()).unwrap().get(&[1; 8]);
     println!(
         "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× baseline; {:.1} puts per entry; {conc_cpu:.0} puts per CPU-second)",
@@ -336,7 +319,7 @@ fn main() {
     let store = open(dir, "batch.db", Durability::Process);
     let batches = 2_000;
     let t = Instant::now();
-    let c = cpu_secs();
+    let c = process_cpu().as_secs_f64();
     rt.block_on(async {
         for b in 0..batches {
             store
@@ -349,7 +332,7 @@ fn main() {
     println!(
         "put_batch 100 keys per batch:                               {batch:>10.0} keys/s  ({:.2}× baseline; {:.0} keys per CPU-second)",
         batch / base,
-        (batches * 100) as f64 / (cpu_secs() - c)
+        (batches * 100) as f64 / (process_cpu().as_secs_f64() - c)
     );
     let gets: Vec<Duration> = rt.block_on(async {
         let mut v = Vec::new();

@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{load_average, process_cpu};
+
 use sphere_profile::keys::WalletKeys;
 use sphere_profile::oplog::{Change, Store, StoreConfig, VersionVector};
 use sphere_profile::secret::Secret32;
@@ -28,29 +31,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const VALUE: [u8; 45] = [0x5a; 45];
-
-/// CPU time (user + system, all threads) this process has used, from `/proc/self/stat`
-/// (fields 14 and 15, in clock ticks of 10 ms).
-fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 * 10.0
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 fn keys() -> WalletKeys {
     WalletKeys::from_address_key(&Secret32::new([42; 32])).unwrap()
@@ -240,7 +220,7 @@ async fn catch_up(n: usize) {
     // Baseline: the same entries, store to store, no network.
     let copy = open(dir.path(), "copy.db", 3);
     let started = Instant::now();
-    let cpu = cpu_ms();
+    let cpu = process_cpu().as_secs_f64() * 1e3;
     let mut since = VersionVector::default();
     loop {
         let page = a.entries_since(&since, 1024).await.unwrap();
@@ -252,17 +232,17 @@ async fn catch_up(n: usize) {
         }
     }
     let baseline = started.elapsed();
-    let baseline_cpu = cpu_ms() - cpu;
+    let baseline_cpu = process_cpu().as_secs_f64() * 1e3 - cpu;
 
     let node_a = start(&a, vec![]).await;
     let relay = Relay::start(tcp_port(&node_a)).await;
     let b = open(dir.path(), "b.db", 2);
     let started = Instant::now();
-    let cpu = cpu_ms();
+    let cpu = process_cpu().as_secs_f64() * 1e3;
     let _node_b = start(&b, vec![relay.multiaddr(&node_a)]).await;
     // Node start-up, plus the wait until the states matched.
     let took = started.elapsed() + wait_same(&a, &b, Duration::from_secs(60)).await;
-    let took_cpu = cpu_ms() - cpu;
+    let took_cpu = process_cpu().as_secs_f64() * 1e3 - cpu;
     let wire = relay.bytes.load(Ordering::Relaxed);
     println!(
         "catch-up {n} entries: {:.0} ms over the network, CPU {:.0} ms (target ≤ 1000 ms wall); in-process copy {:.0} ms, CPU {:.0} ms; ratio {:.2}×; {:.0} wire bytes/entry",
@@ -306,13 +286,13 @@ async fn partition_heal() {
             Err(e) => panic!("{e}"),
         }
     };
-    let cpu = cpu_ms();
+    let cpu = process_cpu().as_secs_f64() * 1e3;
     // Time until the wait started, plus the wait until the states matched.
     let took = up.elapsed() + wait_same(&a, &b, Duration::from_secs(60)).await;
     println!(
         "partition heal (100 + 100 entries): converged {:.1} ms after the connection was up, CPU {:.0} ms (target ≤ 50 ms)",
         took.as_secs_f64() * 1e3,
-        cpu_ms() - cpu
+        process_cpu().as_secs_f64() * 1e3 - cpu
     );
 }
 

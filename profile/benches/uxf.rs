@@ -13,6 +13,9 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{load_average, process_cpu};
+
 use serde_json::{Value as J, json};
 use sha2::{Digest, Sha256};
 use sphere_profile::uxf::{Element, UxfPackage};
@@ -194,9 +197,9 @@ fn main() {
         return;
     }
     let mut out = format!(
-        "machine   {} cores, load average {}",
+        "machine   {} cores, load average {}\n",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
+        load_average()
     );
     for n in [1_000usize, 10_000] {
         let toks = tokens(n);
@@ -349,5 +352,9 @@ fn main() {
             car_len / 1048576.0,
         ));
     }
+    out.push_str(&format!(
+        "\nprocess CPU time of the whole run (all threads): {:.1} s\n",
+        process_cpu().as_secs_f64()
+    ));
     std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes()).expect("stdout");
 }
