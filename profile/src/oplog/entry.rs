@@ -220,6 +220,11 @@ impl LogKeys {
         &self.public
     }
 
+    /// The public key as a curve point, for [`crate::oplog::sigbatch`].
+    pub(crate) fn public_point(&self) -> k256::ProjectivePoint {
+        k256::ProjectivePoint::from(*self.signing.verifying_key().as_affine())
+    }
+
     /// The body key (also seals inline state values and snapshots).
     pub(crate) fn body_key(&self) -> &Secret32 {
         &self.body
@@ -684,19 +689,25 @@ pub fn verify(entry: &Entry, keys: &LogKeys) -> Result<(), Rejected> {
 
 /// Decodes and verifies entry bytes: what a sync layer calls before forwarding.
 pub fn decode_verified(bytes: &[u8], keys: &LogKeys) -> Result<Entry, Rejected> {
+    let e = decode_remote(bytes)?;
+    verify(&e, keys)?;
+    Ok(e)
+}
+
+/// Decodes entry bytes from a peer, refusing oversize input first; the signature is
+/// not checked (see [`verify`] and [`crate::oplog::sigbatch::verify_many`]).
+pub fn decode_remote(bytes: &[u8]) -> Result<Entry, Rejected> {
     if bytes.len() > MAX_ENTRY_BYTES {
         return Err(Rejected::TooLarge {
             len: bytes.len(),
             max: MAX_ENTRY_BYTES,
         });
     }
-    let e = decode(bytes).map_err(Rejected::Malformed)?;
-    verify(&e, keys)?;
-    Ok(e)
+    decode(bytes).map_err(Rejected::Malformed)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
     use super::*;
     use crate::keys::WalletKeys;
@@ -707,7 +718,7 @@ mod tests {
         LogKeys::new(&wk.oplog).unwrap()
     }
 
-    fn draft(seq: u64) -> Draft {
+    pub(crate) fn draft(seq: u64) -> Draft {
         Draft {
             device: [1; 8],
             seq,
@@ -722,7 +733,7 @@ mod tests {
         }
     }
 
-    fn ops() -> Vec<Op> {
+    pub(crate) fn ops() -> Vec<Op> {
         vec![
             Op {
                 key: "a".into(),

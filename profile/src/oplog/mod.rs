@@ -48,6 +48,7 @@ pub mod db;
 pub mod entry;
 pub mod error;
 pub mod schema;
+pub mod sigbatch;
 pub mod snapshot;
 pub mod store;
 

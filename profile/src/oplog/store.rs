@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::db::{self, Db, Record, WAL_BACKSTOP_PAGES, WAL_CHECKPOINT_PAGES};
 use super::entry::{self, DeviceId, LogKeys, MAX_BODY_PLAINTEXT, MAX_OPS, Op};
 use super::error::{DecodeError, OpenError, StoreError};
+use super::sigbatch;
 use super::{
     CHANGE_CAP, COMMAND_CAP, Change, Durability, IngestReport, MAX_INGEST, MAX_PAGE, MAX_PENDING,
     Page, Snapshot, VersionVector,
@@ -587,12 +588,46 @@ pub(crate) struct VerifiedEntry {
     pub(crate) bytes: Vec<u8>,
 }
 
-fn verify_one(
+/// Decodes, verifies and opens one thread's share of a batch; results in input order.
+/// Signatures are checked together ([`sigbatch::verify_many`]), with the same
+/// verdicts as checking them one by one.
+fn verify_chunk(
+    chunk: Vec<(usize, Vec<u8>)>,
+    keys: &LogKeys,
+) -> Vec<Result<VerifiedEntry, (usize, super::Rejected)>> {
+    let mut results = Vec::with_capacity(chunk.len());
+    let mut decoded = Vec::with_capacity(chunk.len());
+    let mut positions = Vec::with_capacity(chunk.len());
+    for (index, bytes) in chunk {
+        match entry::decode_remote(&bytes) {
+            Ok(e) => {
+                decoded.push(e);
+                positions.push((index, bytes));
+            }
+            Err(r) => results.push(Err((index, r))),
+        }
+    }
+    let verdicts = sigbatch::verify_many(&decoded, keys);
+    for ((e, (index, bytes)), verdict) in decoded.into_iter().zip(positions).zip(verdicts) {
+        results.push(
+            verdict
+                .and_then(|()| open_verified(index, e, bytes, keys))
+                .map_err(|r| (index, r)),
+        );
+    }
+    results.sort_by_key(|r| match r {
+        Ok(v) => v.index,
+        Err((i, _)) => *i,
+    });
+    results
+}
+
+fn open_verified(
     index: usize,
+    e: entry::Entry,
     bytes: Vec<u8>,
     keys: &LogKeys,
 ) -> Result<VerifiedEntry, super::Rejected> {
-    let e = entry::decode_verified(&bytes, keys)?;
     let ops = e.open(keys).map_err(|reason| super::Rejected::BadBody {
         device: hex::encode(e.device),
         seq: e.seq,
@@ -620,12 +655,10 @@ fn verify_all(entries: Vec<Vec<u8>>, keys: &LogKeys) -> Verified {
     let mut results: Vec<Result<VerifiedEntry, (usize, super::Rejected)>> =
         Vec::with_capacity(total);
     if threads <= 1 {
-        results.extend(
-            entries
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| verify_one(i, b, keys).map_err(|r| (i, r))),
-        );
+        results.extend(verify_chunk(
+            entries.into_iter().enumerate().collect(),
+            keys,
+        ));
     } else {
         // Contiguous chunks, one per thread, joined back in input order.
         let per = total.div_ceil(threads);
@@ -634,12 +667,7 @@ fn verify_all(entries: Vec<Vec<u8>>, keys: &LogKeys) -> Verified {
         while it.peek().is_some() {
             chunks.push(it.by_ref().take(per).collect());
         }
-        let run = |chunk: Vec<(usize, Vec<u8>)>| {
-            chunk
-                .into_iter()
-                .map(|(i, b)| verify_one(i, b, keys).map_err(|r| (i, r)))
-                .collect::<Vec<_>>()
-        };
+        let run = |chunk: Vec<(usize, Vec<u8>)>| verify_chunk(chunk, keys);
         std::thread::scope(|s| {
             // The first chunk runs on this thread, the others on scoped threads.
             let mut chunks = chunks.into_iter();
