@@ -1,7 +1,7 @@
 //! The SQL side of the OpLog: every query and every write transaction, as functions
-//! over a `rusqlite::Connection`. The store thread ([`super::store`]) owns the
-//! writing connection and the `Db` state machine; read-only queries are free
-//! functions that the store thread and the reader connection share.
+//! over a `rusqlite::Connection`. [`super::store`] keeps the writing
+//! connection and the `Db` state machine behind a mutex; read-only queries are free
+//! functions that the writer and the reader connection share.
 //!
 //! Invariants kept here (see [`super::schema`] for the tables): an entry is inserted,
 //! its device's head advanced, its causal context recorded and its operations merged

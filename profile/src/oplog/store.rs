@@ -19,7 +19,8 @@
 //! commit.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use cid::Cid;
@@ -38,15 +39,15 @@ use crate::checkpoint::{Checkpointer, wake_on_growth};
 use crate::datadir::DataDir;
 use crate::keys::OplogKeys;
 
-/// Longest a group commit waits for writers that were in the previous group to
-/// send their next write. Zero cost for a single writer (its previous group had one
-/// write, so it never waits).
+/// Longest a new leader yields, waiting for as many writes as the last entry held
+/// to queue behind it, before it commits. Zero cost for a lone writer (its last entry
+/// held one write, so it never waits).
 pub const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// How long the store thread keeps polling for the next command after finishing one
-/// before it sleeps. A writer that awaits each put sends the next one a few µs after
-/// the reply; catching it while still awake saves the sleep/wake-up round trip through
-/// the kernel (tens of µs on a VM), which is a large share of a single put.
+/// before it sleeps. The sync layer sends its next page's job a few µs after the
+/// previous one; catching it while still awake saves the sleep/wake-up round trip
+/// through the kernel (tens of µs on a VM).
 pub const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Store settings. Defaults: [`Durability::Process`], at most [`MAX_PENDING`] pending
@@ -109,23 +110,121 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 type Job = Box<dyn FnOnce(&mut Db, &broadcast::Sender<Change>) + Send>;
 
 enum Command {
-    Write { ops: Vec<Op>, reply: Reply<Written> },
+    /// Commit the queued writes: a writer became their leader while a job held the
+    /// database, and handed the lead to the thread instead of waiting for the lock.
+    Lead,
     Run(Job),
 }
 
+/// What the store thread and the writers share.
+struct Core {
+    /// The one writing connection. The store thread locks it for each job; a
+    /// writer that leads locks it to commit the queued writes.
+    db: Mutex<Db>,
+    writes: WriteQueue,
+    changes: broadcast::Sender<Change>,
+}
+
+/// Writes waiting to be committed, and whether someone is committing them.
+///
+/// Group commit without a hand-off: the writer that finds no leader becomes it and
+/// commits everything queued (its own write and whatever queued behind it) in one
+/// entry and one transaction, on its own task; writers that find a leader wait for
+/// its reply. A single writer therefore commits on its own thread, with no wake-up of
+/// another thread on its path.
+struct WriteQueue {
+    waiting: Mutex<std::collections::VecDeque<(Vec<Op>, Reply<Written>)>>,
+    leader: AtomicBool,
+    /// How many writes the last committed entry held.
+    last_group: AtomicUsize,
+}
+
+impl WriteQueue {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(Vec<Op>, Reply<Written>)>> {
+        // The queue is only pushed to and drained; a panic elsewhere cannot leave it
+        // half-updated.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The queued writes up to the entry caps, oldest first (at least one if any).
+    fn take_group(&self) -> Vec<(Vec<Op>, Reply<Written>)> {
+        let mut waiting = self.lock();
+        let mut group = Vec::new();
+        let (mut n_ops, mut bytes) = (0usize, 0usize);
+        while let Some((ops, _)) = waiting.front() {
+            let b: usize = ops.iter().map(Op::encoded_bound).sum();
+            if !group.is_empty()
+                && (n_ops.saturating_add(ops.len()) > MAX_OPS
+                    || bytes.saturating_add(b) > MAX_BODY_PLAINTEXT)
+            {
+                break;
+            }
+            n_ops = n_ops.saturating_add(ops.len());
+            bytes = bytes.saturating_add(b);
+            group.extend(waiting.pop_front());
+        }
+        group
+    }
+}
+
+/// Commits queued writes until none is left, then gives up the lead. Called only by
+/// the leader, with the database locked.
+fn lead(core: &Core, db: &mut Db) {
+    loop {
+        loop {
+            let group = core.writes.take_group();
+            if group.is_empty() {
+                break;
+            }
+            core.writes.last_group.store(group.len(), Ordering::Relaxed);
+            commit_group(db, group, &core.changes);
+        }
+        core.writes.leader.store(false, Ordering::SeqCst);
+        // A writer that queued after the last drain but still saw a leader is waiting
+        // on us: take the lead back unless it (or another) already has.
+        if core.writes.lock().is_empty() || core.writes.leader.swap(true, Ordering::SeqCst) {
+            return;
+        }
+    }
+}
+
+/// Leadership held across an `.await`: if the writer's future is dropped before the
+/// lead was passed on, the drop commits the queue, so no write waits forever.
+struct LeaderDuty<'a> {
+    core: &'a Core,
+    armed: bool,
+}
+
+impl Drop for LeaderDuty<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut db = self.core.db.lock().unwrap_or_else(PoisonError::into_inner);
+            lead(self.core, &mut db);
+        }
+    }
+}
+
+/// Field order matters: after [`Drop::drop`], fields drop in declaration order, so
+/// the writer connection (the last `Core`) closes, then the checkpoint thread's
+/// connection, and the data dir lock is released only once no connection is open.
 struct Inner {
     tx: Option<mpsc::Sender<Command>>,
     reader: Option<Mutex<Connection>>,
     keys: LogKeys,
     device: DeviceId,
-    changes: broadcast::Sender<Change>,
     thread: Option<JoinHandle<()>>,
+    core: Arc<Core>,
+    /// Held for its drop: stops the checkpoint thread.
+    _checkpointer: Option<Checkpointer>,
+    /// Held for its drop: releases the data dir lock.
+    _dir: Option<DataDir>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel ends the thread; joining it closes the connection and
-        // releases the data dir lock before the last handle is gone.
+        // Closing the channel ends the thread, which drops its share of `core`.
         self.tx.take();
         self.reader.take();
         if let Some(t) = self.thread.take() {
@@ -235,16 +334,19 @@ impl Store {
         };
         let (tx, rx) = mpsc::channel(COMMAND_CAP);
         let (changes, _) = broadcast::channel(CHANGE_CAP);
-        let thread_changes = changes.clone();
+        let core = Arc::new(Core {
+            db: Mutex::new(db),
+            writes: WriteQueue {
+                waiting: Mutex::default(),
+                leader: AtomicBool::new(false),
+                last_group: AtomicUsize::new(1),
+            },
+            changes,
+        });
+        let thread_core = Arc::clone(&core);
         let thread = std::thread::Builder::new()
             .name("oplog-store".into())
-            .spawn(move || {
-                run(db, rx, &thread_changes);
-                // `run` closed the writer connection; the checkpoint thread's goes next,
-                // and the lock only after both.
-                drop(checkpointer);
-                drop(dir);
-            })
+            .spawn(move || run(&thread_core, rx))
             .map_err(OpenError::Thread)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -252,8 +354,10 @@ impl Store {
                 reader,
                 keys: log_keys,
                 device,
-                changes,
+                core,
                 thread: Some(thread),
+                _checkpointer: checkpointer,
+                _dir: dir,
             }),
         })
     }
@@ -345,8 +449,40 @@ impl Store {
     /// operation on the same key wins.
     pub async fn write(&self, ops: Vec<Op>) -> Result<Written, StoreError> {
         check_batch(&ops)?;
+        let core = &self.inner.core;
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Write { ops, reply }).await?;
+        core.writes.lock().push_back((ops, reply));
+        if !core.writes.leader.swap(true, Ordering::SeqCst) {
+            let mut duty = LeaderDuty { core, armed: true };
+            // Writers that are ready to run queue behind this one meanwhile, so
+            // concurrent writes share one entry and one transaction. The last group's
+            // size says how many to expect (those writers were just acknowledged and
+            // are about to write again); a lone writer does not wait at all.
+            let expected = core.writes.last_group.load(Ordering::Relaxed);
+            let linger_until = std::time::Instant::now() + GROUP_LINGER;
+            while core.writes.lock().len() < expected && std::time::Instant::now() < linger_until {
+                tokio::task::yield_now().await;
+            }
+            let committed = match core.db.try_lock() {
+                Ok(mut db) => {
+                    duty.armed = false;
+                    lead(core, &mut db);
+                    true
+                }
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    duty.armed = false;
+                    lead(core, &mut p.into_inner());
+                    true
+                }
+                Err(std::sync::TryLockError::WouldBlock) => false,
+            };
+            if !committed {
+                // A job (an ingest, a snapshot) holds the database: rather than block
+                // this task until it ends, the store thread commits after it.
+                self.send(Command::Lead).await?;
+                duty.armed = false;
+            }
+        }
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
@@ -383,7 +519,7 @@ impl Store {
 
     /// Subscribes to committed entries (local and remote) and forks.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.inner.changes.subscribe()
+        self.inner.core.changes.subscribe()
     }
 
     /// Each device's highest contiguous sequence number.
@@ -729,63 +865,20 @@ fn check_batch(ops: &[Op]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The store thread: commands in order, writes group-committed.
-fn run(mut db: Db, mut rx: mpsc::Receiver<Command>, changes: &broadcast::Sender<Change>) {
-    let mut next: Option<Command> = None;
-    // Writers in the previous group: when several writers are active, the ones just
-    // acknowledged are about to send their next write; waiting briefly for them
-    // (at most GROUP_LINGER) lets them share the next entry instead of the one after.
-    let mut last_group = 1usize;
+/// The store thread: jobs in order, and the writers' lead when they hand it over.
+fn run(core: &Core, mut rx: mpsc::Receiver<Command>) {
     loop {
-        let cmd = match next.take().or_else(|| spin_recv(&mut rx)) {
+        let cmd = match spin_recv(&mut rx) {
             Some(c) => c,
             None => match rx.blocking_recv() {
                 Some(c) => c,
                 None => break,
             },
         };
+        let mut db = core.db.lock().unwrap_or_else(PoisonError::into_inner);
         match cmd {
-            Command::Run(job) => job(&mut db, changes),
-            Command::Write { ops, reply } => {
-                let mut group = vec![(ops, reply)];
-                let linger_until = std::time::Instant::now() + GROUP_LINGER;
-                let mut n_ops = group.iter().map(|(o, _)| o.len()).sum::<usize>();
-                let mut bytes: usize = group
-                    .iter()
-                    .flat_map(|(o, _)| o.iter())
-                    .map(Op::encoded_bound)
-                    .sum();
-                loop {
-                    match rx.try_recv() {
-                        Ok(Command::Write { ops, reply }) => {
-                            let b: usize = ops.iter().map(Op::encoded_bound).sum();
-                            if n_ops.saturating_add(ops.len()) > MAX_OPS
-                                || bytes.saturating_add(b) > MAX_BODY_PLAINTEXT
-                            {
-                                next = Some(Command::Write { ops, reply });
-                                break;
-                            }
-                            n_ops = n_ops.saturating_add(ops.len());
-                            bytes = bytes.saturating_add(b);
-                            group.push((ops, reply));
-                        }
-                        Ok(other) => {
-                            next = Some(other);
-                            break;
-                        }
-                        Err(_) => {
-                            if group.len() >= last_group
-                                || std::time::Instant::now() >= linger_until
-                            {
-                                break;
-                            }
-                            std::thread::yield_now();
-                        }
-                    }
-                }
-                last_group = group.len();
-                commit_group(&mut db, group, changes);
-            }
+            Command::Run(job) => job(&mut db, &core.changes),
+            Command::Lead => lead(core, &mut db),
         }
     }
 }
@@ -910,5 +1003,58 @@ mod tests {
             a.state_digest().await.unwrap(),
             b.state_digest().await.unwrap()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[expect(
+        clippy::await_holding_lock,
+        reason = "the test holds the database across a sleep on purpose, as a long job would"
+    )]
+    async fn a_write_while_a_job_holds_the_database_is_committed_by_the_store_thread() {
+        let a = store(1);
+        let held = a.inner.core.db.lock().unwrap();
+        let writer = a.clone();
+        let put = tokio::spawn(async move { writer.put("k", b"v".to_vec()).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !put.is_finished(),
+            "nothing commits while the database is held"
+        );
+        drop(held);
+        let written = tokio::time::timeout(std::time::Duration::from_secs(10), put)
+            .await
+            .expect("the store thread took the lead")
+            .unwrap()
+            .unwrap();
+        assert_eq!(written.seq, 1);
+        assert_eq!(a.get("k").await.unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_dropped_while_it_waits_for_company_still_commits_the_queue() {
+        use futures::FutureExt;
+        let a = store(1);
+        a.put("first", b"1".to_vec()).await.unwrap();
+        // As if the last entry had held three writes: the next leader waits for three.
+        a.inner.core.writes.last_group.store(3, Ordering::Relaxed);
+        // Polled once, the leader queues its write and yields; then it is dropped.
+        assert!(a.put("dropped", b"2".to_vec()).now_or_never().is_none());
+        assert!(
+            !a.inner.core.writes.leader.load(Ordering::SeqCst),
+            "the lead was given up"
+        );
+        assert_eq!(
+            a.get("dropped").await.unwrap(),
+            Some(b"2".to_vec()),
+            "a queued write is committed even if its caller left"
+        );
+        let next = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            a.put("after", b"3".to_vec()),
+        )
+        .await
+        .expect("writes go on")
+        .unwrap();
+        assert_eq!(next.seq, 3);
     }
 }
