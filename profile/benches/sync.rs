@@ -170,7 +170,9 @@ fn tcp_port(node: &Node) -> SocketAddr {
 /// digests were equal.
 async fn wait_same(a: &Store, b: &Store, timeout: Duration) -> Duration {
     let started = Instant::now();
-    let mut changes = b.subscribe();
+    // Either side may apply last (A takes B's entries too), so wake on both.
+    let mut changes_a = a.subscribe();
+    let mut changes_b = b.subscribe();
     loop {
         if b.version_vector()
             .await
@@ -190,14 +192,22 @@ async fn wait_same(a: &Store, b: &Store, timeout: Duration) -> Duration {
             started.elapsed() < timeout,
             "no convergence within {timeout:?}"
         );
-        let _ = tokio::time::timeout(Duration::from_millis(20), changes.recv()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(20), async {
+            tokio::select! {
+                _ = changes_a.recv() => {}
+                _ = changes_b.recv() => {}
+            }
+        })
+        .await;
         // Skip the events already queued: one check per burst, not one per entry
         // (the checks run on the same two cores as the nodes being measured).
-        while !matches!(
-            changes.try_recv(),
-            Err(tokio::sync::broadcast::error::TryRecvError::Empty
-                | tokio::sync::broadcast::error::TryRecvError::Closed)
-        ) {}
+        for changes in [&mut changes_a, &mut changes_b] {
+            while !matches!(
+                changes.try_recv(),
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                    | tokio::sync::broadcast::error::TryRecvError::Closed)
+            ) {}
+        }
     }
 }
 
