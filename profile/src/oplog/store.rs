@@ -1,13 +1,18 @@
-//! [`Store`]: the OpLog handle. One store thread owns the writing SQLite
-//! connection; the handle sends it commands over a bounded channel, each with a
+//! [`Store`]: the OpLog handle. The one writing SQLite connection sits behind a
+//! mutex, shared by the writers and a store thread that runs jobs (ingest, snapshots,
+//! pruning, reads of an in-memory store) sent over a bounded channel, each with a
 //! oneshot reply.
 //!
-//! **Group commit.** When the thread picks up a write it also drains every write
-//! already queued behind it (up to [`MAX_OPS`] operations and the body limit) and
-//! commits them as *one* entry in *one* `BEGIN IMMEDIATE` transaction; every caller's
-//! future resolves after that commit. Concurrent writers thus share the signature, the
-//! entry overhead and the commit. If a group fails, its writes are retried one by one
-//! so each caller gets its own outcome.
+//! **Group commit, led by a writer.** A write is queued; the writer that finds no
+//! commit under way becomes the leader: it yields until as many writes as the last
+//! entry held have queued behind it (at most [`GROUP_LINGER`]), then commits every
+//! queued write (up to [`MAX_OPS`] operations and the body limit per entry) as *one*
+//! entry in *one* `BEGIN IMMEDIATE` transaction, on its own task, and repeats until
+//! the queue is empty. Every caller's future resolves after its commit. Concurrent
+//! writers thus share the signature, the entry overhead and the commit, and a lone
+//! writer never waits for another thread to wake up. When a job holds the connection,
+//! the leader hands the lead to the store thread instead of blocking its task. If a
+//! group fails, its writes are retried one by one so each caller gets its own outcome.
 //!
 //! **Reads** (`get`, `scan`, version vectors, catch-up pages) of a file store run on a
 //! second, read-only connection in the caller's thread (WAL readers never block the
@@ -233,7 +238,7 @@ impl Drop for Inner {
     }
 }
 
-/// The OpLog: a cloneable handle to one store thread.
+/// The OpLog: a cloneable handle to one writing connection and its store thread.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
