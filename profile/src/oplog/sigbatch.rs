@@ -90,7 +90,8 @@ fn settle(
     if group.is_empty() {
         return;
     }
-    let all_valid = combined_check(group, wallet_key);
+    // A group of one gains nothing from the combination (the live path's usual case).
+    let all_valid = group.len() > 1 && combined_check(group, wallet_key);
     for (i, _) in group.drain(..) {
         let (Some(slot), Some(entry)) = (verdicts.get_mut(i), entries.get(i)) else {
             continue;
