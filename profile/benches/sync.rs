@@ -349,6 +349,15 @@ async fn live_latency(writes: usize) {
         .zip(&seen)
         .map(|(s, v)| v.duration_since(*s))
         .collect();
+    // Which writes were slowest, and when: a burst of neighbours is one stall, a
+    // spread is something periodic.
+    let mut slowest: Vec<(usize, Duration)> = lat.iter().copied().enumerate().collect();
+    slowest.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
+    let worst: Vec<String> = slowest
+        .iter()
+        .take(8)
+        .map(|(i, d)| format!("#{i} {:.1}", d.as_secs_f64() * 1e3))
+        .collect();
     lat.sort();
     local.sort();
     let pct = |v: &[Duration], p: f64| {
@@ -361,6 +370,10 @@ async fn live_latency(writes: usize) {
         pct(&local, 0.5),
         pct(&local, 0.99),
         pct(&lat, 0.99) / pct(&local, 0.99)
+    );
+    println!(
+        "live latency, slowest writes (index, ms): {}",
+        worst.join(", ")
     );
     println!(
         "wire bytes per live entry (45-byte values, both directions, all framing): {:.0} (target ≤ 300)",
