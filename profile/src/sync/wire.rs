@@ -775,27 +775,13 @@ mod tests {
     }
 
     fn make_wallet() -> (crate::oplog::LogKeys, Vec<u8>) {
-        use crate::oplog::entry::{Draft, Entry, Head, cid_of};
-        let wk = crate::keys::WalletKeys::from_address_key(&crate::secret::Secret32::new([9; 32]))
-            .unwrap();
-        let keys = crate::oplog::LogKeys::new(&wk.oplog).unwrap();
-        let draft = Draft {
-            device: [1; 8],
-            seq: 2,
-            prev: Some(cid_of(b"prev")),
-            ctx: vec![Head {
-                device: [2; 8],
-                seq: 3,
-                id: cid_of(b"x"),
-            }],
-            clock: 7,
-            wall_ms: 1_700_000_000_000,
-        };
+        use crate::oplog::entry::{Entry, tests};
+        let keys = tests::keys(9);
         let ops = [crate::oplog::Op {
             key: "k000001".into(),
             value: Some(vec![0x5a; 45]),
         }];
-        let (_, bytes) = Entry::seal_encoded(&keys, draft, &ops).unwrap();
+        let (_, bytes) = Entry::seal_encoded(&keys, tests::draft(2), &ops).unwrap();
         (keys, bytes)
     }
 
