@@ -68,7 +68,8 @@ fn fast_config() -> GatewayConfig {
         .with_backoff(Duration::from_millis(10), Duration::from_millis(20))
 }
 
-async fn honest() -> (RunningGateway, Arc<BlockCache>) {
+/// An embedded gateway on loopback with an in-memory block store.
+pub(crate) async fn honest() -> (RunningGateway, Arc<BlockCache>) {
     let store = Arc::new(BlockCache::in_memory().unwrap());
     let g = RunningGateway::start(
         "127.0.0.1:0".parse().unwrap(),

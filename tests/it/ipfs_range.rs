@@ -12,11 +12,8 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use sphere_profile::ipfs::block::RAW;
 
-use super::ipfs::{gw, sample_car};
-use sphere_profile::ipfs::server::RunningGateway;
-use sphere_profile::ipfs::{
-    BlockCache, CarLimits, FailureCause, FetchError, GatewayConfig, IpfsClient, Source,
-};
+use super::ipfs::{gw, honest, sample_car};
+use sphere_profile::ipfs::{FailureCause, FetchError, GatewayConfig, IpfsClient, Source};
 
 fn config() -> GatewayConfig {
     GatewayConfig::default()
@@ -277,10 +274,7 @@ async fn a_compressed_answer_is_refused_and_the_gateway_skipped() {
         }
     }))
     .await;
-    let store = Arc::new(BlockCache::in_memory().unwrap());
-    let honest = RunningGateway::start("127.0.0.1:0".parse().unwrap(), store, CarLimits::default())
-        .await
-        .unwrap();
+    let (honest, _) = honest().await;
     IpfsClient::new(config().with_gateway(gw(&honest.url())))
         .unwrap()
         .pin_car(&car)
@@ -301,14 +295,7 @@ async fn a_compressed_answer_is_refused_and_the_gateway_skipped() {
 async fn the_embedded_gateway_serves_ranges_and_head() {
     let car = sample_car(20, 1500);
     let bytes = car.encode();
-    let store = Arc::new(BlockCache::in_memory().unwrap());
-    let g = RunningGateway::start(
-        "127.0.0.1:0".parse().unwrap(),
-        store.clone(),
-        CarLimits::default(),
-    )
-    .await
-    .unwrap();
+    let (g, store) = honest().await;
     let client = IpfsClient::new(config().with_gateway(gw(&g.url()))).unwrap();
     client.pin_car(&car).await.unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -422,17 +409,8 @@ async fn the_embedded_gateway_serves_ranges_and_head() {
 #[tokio::test]
 async fn has_probes_the_gateways_in_order() {
     let car = sample_car(3, 100);
-    let store = Arc::new(BlockCache::in_memory().unwrap());
-    let g = RunningGateway::start("127.0.0.1:0".parse().unwrap(), store, CarLimits::default())
-        .await
-        .unwrap();
-    let empty = RunningGateway::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Arc::new(BlockCache::in_memory().unwrap()),
-        CarLimits::default(),
-    )
-    .await
-    .unwrap();
+    let (g, _) = honest().await;
+    let (empty, _) = honest().await;
     let broken = serve(Router::new().fallback(|| async { StatusCode::SERVICE_UNAVAILABLE })).await;
     IpfsClient::new(config().with_gateway(gw(&g.url())))
         .unwrap()
