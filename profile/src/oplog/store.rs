@@ -130,6 +130,24 @@ struct Core {
     changes: broadcast::Sender<Change>,
 }
 
+impl Core {
+    /// The connection, waiting for it. A panic while it was held cannot leave a
+    /// half-applied write behind (every write is one transaction), so a poisoned
+    /// lock is used as is.
+    fn lock_db(&self) -> std::sync::MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection if nobody holds it.
+    fn try_lock_db(&self) -> Option<std::sync::MutexGuard<'_, Db>> {
+        match self.db.try_lock() {
+            Ok(db) => Some(db),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
 /// Writes waiting to be committed, and whether someone is committing them.
 ///
 /// Group commit without a hand-off: the writer that finds no leader becomes it and
@@ -205,7 +223,7 @@ struct LeaderDuty<'a> {
 impl Drop for LeaderDuty<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let mut db = self.core.db.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut db = self.core.lock_db();
             lead(self.core, &mut db);
         }
     }
@@ -468,18 +486,13 @@ impl Store {
             while core.writes.lock().len() < expected && std::time::Instant::now() < linger_until {
                 tokio::task::yield_now().await;
             }
-            let committed = match core.db.try_lock() {
-                Ok(mut db) => {
+            let committed = match core.try_lock_db() {
+                Some(mut db) => {
                     duty.armed = false;
                     lead(core, &mut db);
                     true
                 }
-                Err(std::sync::TryLockError::Poisoned(p)) => {
-                    duty.armed = false;
-                    lead(core, &mut p.into_inner());
-                    true
-                }
-                Err(std::sync::TryLockError::WouldBlock) => false,
+                None => false,
             };
             if !committed {
                 // A job (an ingest, a snapshot) holds the database: rather than block
@@ -880,7 +893,7 @@ fn run(core: &Core, mut rx: mpsc::Receiver<Command>) {
                 None => break,
             },
         };
-        let mut db = core.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut db = core.lock_db();
         match cmd {
             Command::Run(job) => job(&mut db, &core.changes),
             Command::Lead => lead(core, &mut db),
