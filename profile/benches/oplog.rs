@@ -331,6 +331,40 @@ fn main() {
     );
     drop(store);
 
+    // The same on a single-threaded runtime: writers can only join a group if the
+    // leader lets them run before it commits.
+    let store = open(dir, "concurrent-1.db", Durability::Process);
+    let rt1 = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let per1 = 5_000;
+    let t = Instant::now();
+    rt1.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..16 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per1 {
+                    s.put(format!("w{w:02}/{i:08}"), VALUE.to_vec())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let conc1 = (16 * per1) as f64 / t.elapsed().as_secs_f64();
+    let entries = rt1.block_on(store.version_vector()).unwrap().get(&[1; 8]);
+    println!(
+        "put       16 concurrent writers, single-threaded runtime:   {conc1:>10.0} puts/s  ({:.2}× baseline; {:.1} puts per entry)",
+        conc1 / base,
+        (16 * per1) as f64 / entries as f64
+    );
+    drop(store);
+
     // 5. put_batch of 100 keys.
     let store = open(dir, "batch.db", Durability::Process);
     let batches = 2_000;
