@@ -331,12 +331,21 @@ mod tests {
         // while the round runs, nothing more is asked
         assert_eq!(c.step(1_400, true, none), Step::Wait);
         // it ended 400 frames short: more than an eighth of the threshold, ask again
-        assert_eq!(c.step(1_450, false, |t| (t == 1).then_some(1_050)), Step::Wake(1));
+        assert_eq!(
+            c.step(1_450, false, |t| (t == 1).then_some(1_050)),
+            Step::Wake(1)
+        );
         // it ended 100 short: the writer finishes
-        assert_eq!(c.step(1_500, false, |t| (t == 1).then_some(1_400)), Step::Inline);
+        assert_eq!(
+            c.step(1_500, false, |t| (t == 1).then_some(1_400)),
+            Step::Inline
+        );
         // the WAL started over; a report from the last stretch is no news
         assert_eq!(c.step(20, false, |_| Some(1_400)), Step::Wait);
-        assert_eq!(c.step(1_500, false, |t| (t == 1).then_some(1_400)), Step::Wake(3));
+        assert_eq!(
+            c.step(1_500, false, |t| (t == 1).then_some(1_400)),
+            Step::Wake(3)
+        );
     }
 
     #[test]
@@ -351,7 +360,10 @@ mod tests {
             steps.push(c.step(pages, false, |_| Some(copied)));
         }
         assert_eq!(steps.pop(), Some(Step::Inline));
-        assert!(steps.iter().all(|s| matches!(s, Step::Wake(_))), "{steps:?}");
+        assert!(
+            steps.iter().all(|s| matches!(s, Step::Wake(_))),
+            "{steps:?}"
+        );
     }
 
     #[test]
