@@ -22,9 +22,10 @@
 //! and woken again at once it chases those few frames, with two fsyncs per round,
 //! forever (measured on the 16-writer OpLog load: 2,415 rounds in 5 s, a fifth of the
 //! process's CPU). So the hook asks for one round at a time, and once a round has
-//! ended within [`finish_frames`] of the WAL's end, the writer copies that remainder
-//! itself, in its hook, right after its commit (a few milliseconds, once per
-//! `threshold` frames); its next transaction then starts the WAL over.
+//! ended within [`finish_frames`] of the WAL's end (or after [`MAX_ROUNDS`] rounds),
+//! the writer copies that remainder itself, in its hook, right after its commit (a few
+//! milliseconds, once per `threshold` frames); its next transaction then starts the
+//! WAL over.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
