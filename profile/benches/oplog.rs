@@ -57,6 +57,26 @@ fn baseline(dir: &std::path::Path, n: usize, sync: &str) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// 16 tasks, each putting `per` keys of its own range (`wNN/…`) one awaited put at a
+/// time.
+async fn sixteen_writers(store: &Store, per: usize) {
+    let tasks: Vec<_> = (0..16)
+        .map(|w| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                for i in 0..per {
+                    s.put(format!("w{w:02}/{i:08}"), VALUE.to_vec())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p) as usize]
@@ -150,22 +170,7 @@ fn main() {
     }
     if std::env::args().any(|a| a == "--conc-profile") {
         let store = open(dir, "conc-profile.db", Durability::Process);
-        rt.block_on(async {
-            let mut tasks = Vec::new();
-            for w in 0..16 {
-                let s = store.clone();
-                tasks.push(tokio::spawn(async move {
-                    for i in 0..20_000 {
-                        s.put(format!("w{w:02}/{i:08}"), VALUE.to_vec())
-                            .await
-                            .unwrap();
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await.unwrap();
-            }
-        });
+        rt.block_on(sixteen_writers(&store, 20_000));
         return;
     }
 
@@ -305,22 +310,7 @@ fn main() {
     let per = 20_000;
     let t = Instant::now();
     let c = process_cpu().as_secs_f64();
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for w in 0..16 {
-            let s = store.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..per {
-                    s.put(format!("w{w:02}/{i:08}"), VALUE.to_vec())
-                        .await
-                        .unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
+    rt.block_on(sixteen_writers(&store, per));
     let conc = (16 * per) as f64 / t.elapsed().as_secs_f64();
     let conc_cpu = (16 * per) as f64 / (process_cpu().as_secs_f64() - c);
     let entries = rt.block_on(store.version_vector()).unwrap().get(&[1; 8]);
@@ -340,22 +330,7 @@ fn main() {
         .unwrap();
     let per1 = 5_000;
     let t = Instant::now();
-    rt1.block_on(async {
-        let mut tasks = Vec::new();
-        for w in 0..16 {
-            let s = store.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..per1 {
-                    s.put(format!("w{w:02}/{i:08}"), VALUE.to_vec())
-                        .await
-                        .unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
+    rt1.block_on(sixteen_writers(&store, per1));
     let conc1 = (16 * per1) as f64 / t.elapsed().as_secs_f64();
     let entries = rt1.block_on(store.version_vector()).unwrap().get(&[1; 8]);
     println!(
@@ -418,22 +393,7 @@ fn main() {
         full / base_full
     );
     let t = Instant::now();
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for w in 0..16 {
-            let s = store.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..1_000 {
-                    s.put(format!("w{w:02}/{i:08}"), VALUE.to_vec())
-                        .await
-                        .unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
+    rt.block_on(sixteen_writers(&store, 1_000));
     println!(
         "put       16 concurrent writers, PowerLoss (FULL):          {:>10.0} puts/s",
         16_000.0 / t.elapsed().as_secs_f64()
