@@ -77,6 +77,25 @@ async fn sixteen_writers(store: &Store, per: usize) {
     }
 }
 
+/// [`sixteen_writers`] on `rt` into a new store `name`, `per` puts each: puts/s, puts
+/// per CPU-second of this process, puts per entry.
+fn sixteen_writer_run(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    name: &str,
+    per: usize,
+) -> (f64, f64, f64) {
+    let store = open(dir, name, Durability::Process);
+    let t = Instant::now();
+    let c = process_cpu().as_secs_f64();
+    rt.block_on(sixteen_writers(&store, per));
+    let puts = (16 * per) as f64;
+    let rate = puts / t.elapsed().as_secs_f64();
+    let cpu_rate = puts / (process_cpu().as_secs_f64() - c);
+    let entries = rt.block_on(store.version_vector()).unwrap().get(&[1; 8]);
+    (rate, cpu_rate, puts / entries as f64)
+}
+
 fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p) as usize]
@@ -306,39 +325,23 @@ fn main() {
     );
 
     // 4. 16 concurrent writers (group commit).
-    let store = open(dir, "concurrent.db", Durability::Process);
-    let per = 20_000;
-    let t = Instant::now();
-    let c = process_cpu().as_secs_f64();
-    rt.block_on(sixteen_writers(&store, per));
-    let conc = (16 * per) as f64 / t.elapsed().as_secs_f64();
-    let conc_cpu = (16 * per) as f64 / (process_cpu().as_secs_f64() - c);
-    let entries = rt.block_on(store.version_vector()).unwrap().get(&[1; 8]);
+    let (conc, conc_cpu, per_entry) = sixteen_writer_run(&rt, dir, "concurrent.db", 20_000);
     println!(
-        "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× baseline; {:.1} puts per entry; {conc_cpu:.0} puts per CPU-second)",
+        "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× baseline; {per_entry:.1} puts per entry; {conc_cpu:.0} puts per CPU-second)",
         conc / base,
-        (16 * per) as f64 / entries as f64
     );
-    drop(store);
 
     // The same on a single-threaded runtime: writers can only join a group if the
     // leader lets them run before it commits.
-    let store = open(dir, "concurrent-1.db", Durability::Process);
     let rt1 = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let per1 = 5_000;
-    let t = Instant::now();
-    rt1.block_on(sixteen_writers(&store, per1));
-    let conc1 = (16 * per1) as f64 / t.elapsed().as_secs_f64();
-    let entries = rt1.block_on(store.version_vector()).unwrap().get(&[1; 8]);
+    let (conc1, _, per_entry) = sixteen_writer_run(&rt1, dir, "concurrent-1.db", 5_000);
     println!(
-        "put       16 concurrent writers, single-threaded runtime:   {conc1:>10.0} puts/s  ({:.2}× baseline; {:.1} puts per entry)",
+        "put       16 concurrent writers, single-threaded runtime:   {conc1:>10.0} puts/s  ({:.2}× baseline; {per_entry:.1} puts per entry)",
         conc1 / base,
-        (16 * per1) as f64 / entries as f64
     );
-    drop(store);
 
     // 5. put_batch of 100 keys.
     let store = open(dir, "batch.db", Durability::Process);
