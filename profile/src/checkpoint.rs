@@ -37,8 +37,8 @@ use rusqlite::Connection;
 use rusqlite::wal::CheckpointMode;
 
 /// A checkpoint thread with its own connection. Dropping it stops and joins the
-/// thread once every [`Waker`] is gone too, so drop it after the writer connection
-/// when a [`wake_on_growth`] hook holds one.
+/// thread even while [`Waker`]s live on (a WAL hook holds one for as long as its
+/// connection is open); their later wake-ups are ignored.
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     wake: Option<Waker>,
@@ -55,6 +55,8 @@ struct Progress {
     done: Mutex<(u64, i64)>,
     /// Checkpoints the thread has run.
     rounds: AtomicU64,
+    /// Set when the [`Checkpointer`] is dropped: the thread ends at its next wake-up.
+    stop: AtomicBool,
 }
 
 /// Wakes a [`Checkpointer`].
@@ -109,6 +111,9 @@ impl Checkpointer {
             .name(name.to_owned())
             .spawn(move || {
                 while let Ok(round) = rx.recv() {
+                    if report.stop.load(Ordering::Acquire) {
+                        break;
+                    }
                     // (busy flag, WAL frames, frames copied)
                     match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                         r.get::<_, i64>(2)
@@ -154,7 +159,13 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.wake = None;
+        // Waiting for every sender to go would hang while a hook's waker lives on
+        // (a drop order slip, or unwinding from a panic): flag the stop, then make
+        // sure a wake-up is queued, so the thread sees the flag at its next one.
+        if let Some(w) = self.wake.take() {
+            w.progress.stop.store(true, Ordering::Release);
+            w.wake();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -281,6 +292,16 @@ mod tests {
 
     const THRESHOLD: i64 = 1_000;
 
+    /// Rows in the database file itself, leaving the WAL aside: what checkpoints
+    /// have copied.
+    fn rows_in_the_database_file(dir: &Path, path: &Path) -> i64 {
+        let copy = dir.join("copy.db");
+        std::fs::copy(path, &copy).unwrap();
+        let c = Connection::open(&copy).unwrap();
+        c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
     #[test]
     fn the_background_thread_checkpoints_once_the_wal_passes_the_threshold() {
         let dir = tempfile::tempdir().unwrap();
@@ -288,39 +309,71 @@ mod tests {
         let mut w = Connection::open(&path).unwrap();
         w.pragma_update(None, "journal_mode", "WAL").unwrap();
         w.pragma_update(None, "synchronous", "NORMAL").unwrap();
-        w.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
-            .unwrap();
+        // the table goes into the database file; the WAL starts empty
+        w.execute_batch(
+            "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB); PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .unwrap();
         let cp = Checkpointer::start(&path, "test-checkpoint").unwrap();
+        // The backstop is far away, so the writer itself does not checkpoint.
         wake_on_growth(&mut w, cp.waker().unwrap(), THRESHOLD, 4 * THRESHOLD).unwrap();
-        let db_len = || std::fs::metadata(&path).unwrap().len();
-        let before = db_len();
-        // one page per commit, just past the threshold (the backstop is far away, so
-        // the writer itself does not checkpoint)
-        let rows = THRESHOLD + 10;
-        for k in 0..rows {
-            w.execute("INSERT INTO t VALUES (?1, zeroblob(3000))", [k])
+        // Commit rows until the WAL holds the threshold's frames (its header is 32
+        // bytes, a frame 24 plus a 4 KiB page); the commit that gets there wakes the
+        // thread, and nothing is written after it.
+        let wal = dir.path().join("t.db-wal");
+        let frames = || std::fs::metadata(&wal).map_or(0, |m| (m.len().saturating_sub(32)) / 4_120);
+        let mut rows = 0i64;
+        while frames() < THRESHOLD as u64 {
+            w.execute("INSERT INTO t VALUES (?1, zeroblob(3000))", [rows])
                 .unwrap();
+            rows += 1;
         }
-        // the checkpoint copies the pages into the database file
+        assert_eq!(rows_in_the_database_file(dir.path(), &path), 0);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while db_len() < before + 3000 * u64::try_from(THRESHOLD).unwrap() {
+        while cp.rounds() == 0 || cp.waker().unwrap().busy() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no background checkpoint"
             );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        drop(w);
+        // The one round ran after the last commit, so it copied every row.
+        assert_eq!(cp.rounds(), 1);
+        assert_eq!(rows_in_the_database_file(dir.path(), &path), rows);
         drop(cp);
-        let r = Connection::open(&path).unwrap();
-        let n: i64 = r
+        let n: i64 = w
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, rows);
-        let ok: String = r
+        let ok: String = w
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(ok, "ok");
+    }
+
+    /// The writer's hook holds a waker for as long as its connection is open; dropping
+    /// the checkpointer first must still stop its thread (it once waited for every
+    /// waker to go, and a test that panicked with its writer alive hung CI).
+    #[test]
+    fn dropping_the_checkpointer_stops_its_thread_while_a_hook_holds_a_waker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut w = Connection::open(&path).unwrap();
+        w.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let cp = Checkpointer::start(&path, "test-checkpoint").unwrap();
+        wake_on_growth(&mut w, cp.waker().unwrap(), 1, 1_000).unwrap();
+        w.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+            .unwrap();
+        let (done_tx, done_rx) = sync_channel(1);
+        std::thread::spawn(move || {
+            drop(cp);
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the checkpointer's drop did not return");
+        // The hook's later wake-ups go nowhere, and writes carry on.
+        w.execute("INSERT INTO t VALUES (1)", []).unwrap();
     }
 
     #[test]
@@ -393,8 +446,6 @@ mod tests {
             .unwrap();
         drop(setup);
         let cp = Checkpointer::start(&path, "test-checkpoint").unwrap();
-        // Declared after `cp`, so it drops first (its hook holds a waker) even when an
-        // assertion fails.
         let mut w = Connection::open(&path).unwrap();
         w.pragma_update(None, "synchronous", "NORMAL").unwrap();
         // The backstop is far away: the hook's finish is what starts the WAL over.
