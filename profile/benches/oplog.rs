@@ -172,9 +172,6 @@ fn main() {
     println!(
         "baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL NORMAL: {base:>10.0} rows/s  ({base_cpu:.0} rows per CPU-second)"
     );
-    let base_full = baseline(dir, 3_000, "FULL");
-    println!("baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL FULL:   {base_full:>10.0} rows/s");
-
     if std::env::args().any(|a| a == "--single-profile") {
         let store = open(dir, "single-profile.db", Durability::Process);
         rt.block_on(async {
@@ -188,10 +185,16 @@ fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--conc-profile") {
-        let store = open(dir, "conc-profile.db", Durability::Process);
-        rt.block_on(sixteen_writers(&store, 20_000));
+        let (conc, conc_cpu, per_entry) = sixteen_writer_run(&rt, dir, "conc-profile.db", 20_000);
+        println!(
+            "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× baseline; {per_entry:.1} puts per entry; {conc_cpu:.0} puts per CPU-second)",
+            conc / base
+        );
         return;
     }
+
+    let base_full = baseline(dir, 3_000, "FULL");
+    println!("baseline  raw SQLite, 1 INSERT+COMMIT per row, WAL FULL:   {base_full:>10.0} rows/s");
 
     // 1. Single awaited put, 100k entries: also the profile for get/open/size.
     let n = 100_000;
