@@ -5,11 +5,12 @@
 //!
 //! **Group commit, led by a writer.** A write is queued; the writer that finds no
 //! commit under way becomes the leader: it yields once (so writers that are ready to
-//! run queue first), then until as many writes as the last entry held have queued
-//! behind it (at most [`GROUP_LINGER`]), then commits every
+//! run queue first), then until as many writes have queued as the largest group since
+//! such a wait last ran out (at most [`GROUP_LINGER`]), then commits every
 //! queued write (up to [`MAX_OPS`] operations and the body limit per entry) as *one*
-//! entry in *one* `BEGIN IMMEDIATE` transaction, on its own task, and repeats until
-//! the queue is empty. Every caller's future resolves after its commit. Concurrent
+//! entry in *one* `BEGIN IMMEDIATE` transaction, on its own task. While writes are
+//! still queued it gathers and commits again: the writes that queued during a commit
+//! then share the next entry with the writers it just answered. Every caller's future resolves after its commit. Concurrent
 //! writers thus share the signature, the entry overhead and the commit, and a lone
 //! writer never waits for another thread to wake up. When a job holds the connection,
 //! the leader hands the lead to the store thread instead of blocking its task. If a
@@ -45,9 +46,9 @@ use crate::checkpoint::{Checkpointer, wake_on_growth};
 use crate::datadir::DataDir;
 use crate::keys::OplogKeys;
 
-/// Longest a new leader yields, waiting for as many writes as the last entry held
-/// to queue behind it, before it commits. A lone writer only yields once (its last
-/// entry held one write, so it never waits).
+/// Longest a leader yields before committing a group, waiting for as many writes to
+/// queue as the largest group since such a wait last ran out. A lone writer only
+/// yields once (after at most one such wait it expects one write, its own).
 pub const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// How long the store thread keeps polling for the next command after finishing one
@@ -159,8 +160,9 @@ impl Core {
 struct WriteQueue {
     waiting: Mutex<std::collections::VecDeque<(Vec<Op>, Reply<Written>)>>,
     leader: AtomicBool,
-    /// How many writes the last committed entry held.
-    last_group: AtomicUsize,
+    /// How many writes a leader waits for before it commits: the largest group
+    /// since a wait last ran out (then: as many as had come).
+    expected: AtomicUsize,
 }
 
 impl WriteQueue {
@@ -170,6 +172,12 @@ impl WriteQueue {
         // The queue is only pushed to and drained; a panic elsewhere cannot leave it
         // half-updated.
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a group about to be committed: a larger one raises what leaders wait
+    /// for.
+    fn note_group(&self, len: usize) {
+        self.expected.fetch_max(len, Ordering::Relaxed);
     }
 
     /// The queued writes up to the entry caps, oldest first (at least one if any).
@@ -193,6 +201,25 @@ impl WriteQueue {
     }
 }
 
+/// The leader's wait for company before it commits a group: until as many writes
+/// as [`WriteQueue::expected`] have queued, or at most [`GROUP_LINGER`].
+async fn gather(core: &Core) {
+    let expected = core.writes.expected.load(Ordering::Relaxed);
+    let until = std::time::Instant::now() + GROUP_LINGER;
+    loop {
+        let queued = core.writes.lock().len();
+        if queued >= expected {
+            return;
+        }
+        if std::time::Instant::now() >= until {
+            // Fewer writers than before: from now on expect only those that came.
+            core.writes.expected.store(queued.max(1), Ordering::Relaxed);
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Commits queued writes until none is left, then gives up the lead. Called only by
 /// the leader, with the database locked.
 fn lead(core: &Core, db: &mut Db) {
@@ -202,7 +229,7 @@ fn lead(core: &Core, db: &mut Db) {
             if group.is_empty() {
                 break;
             }
-            core.writes.last_group.store(group.len(), Ordering::Relaxed);
+            core.writes.note_group(group.len());
             commit_group(db, group, &core.changes);
         }
         core.writes.leader.store(false, Ordering::SeqCst);
@@ -363,7 +390,7 @@ impl Store {
             writes: WriteQueue {
                 waiting: Mutex::default(),
                 leader: AtomicBool::new(false),
-                last_group: AtomicUsize::new(1),
+                expected: AtomicUsize::new(1),
             },
             changes,
         });
@@ -478,33 +505,41 @@ impl Store {
         core.writes.lock().push_back((ops, reply));
         if !core.writes.leader.swap(true, Ordering::SeqCst) {
             let mut duty = LeaderDuty { core, armed: true };
-            // Writers that are ready to run queue behind this one meanwhile, so
-            // concurrent writes share one entry and one transaction. One yield lets
-            // those already runnable go first: without it, on a single-threaded
-            // runtime a leader whose own reply is ready at once never gives them the
-            // chance, and every entry held one write (measured: 10k puts/s for 16
-            // writers, no better than one). Then the last group's size says how many
-            // to expect (those writers were just acknowledged and are about to write
-            // again); a lone writer does not wait beyond the one yield.
+            // One yield lets the writers that are already runnable queue first:
+            // without it, on a single-threaded runtime a leader whose own reply is
+            // ready at once never gives them the chance, and every entry held one
+            // write (measured: 10k puts/s for 16 writers, no better than one).
             tokio::task::yield_now().await;
-            let expected = core.writes.last_group.load(Ordering::Relaxed);
-            let linger_until = std::time::Instant::now() + GROUP_LINGER;
-            while core.writes.lock().len() < expected && std::time::Instant::now() < linger_until {
-                tokio::task::yield_now().await;
-            }
-            let committed = match core.try_lock_db() {
-                Some(mut db) => {
+            loop {
+                gather(core).await;
+                let Some(mut db) = core.try_lock_db() else {
+                    // A job (an ingest, a snapshot) holds the database: rather than
+                    // block this task until it ends, the store thread commits after it.
+                    self.send(Command::Lead).await?;
                     duty.armed = false;
-                    lead(core, &mut db);
-                    true
+                    break;
+                };
+                let group = core.writes.take_group();
+                if !group.is_empty() {
+                    core.writes.note_group(group.len());
+                    commit_group(&mut db, group, &core.changes);
                 }
-                None => false,
-            };
-            if !committed {
-                // A job (an ingest, a snapshot) holds the database: rather than block
-                // this task until it ends, the store thread commits after it.
-                self.send(Command::Lead).await?;
-                duty.armed = false;
+                drop(db);
+                if core.writes.lock().is_empty() {
+                    core.writes.leader.store(false, Ordering::SeqCst);
+                    // A writer that queued after the check but still saw a leader is
+                    // waiting on us: lead on unless it (or another) took the lead.
+                    if core.writes.lock().is_empty()
+                        || core.writes.leader.swap(true, Ordering::SeqCst)
+                    {
+                        duty.armed = false;
+                        break;
+                    }
+                }
+                // Writes queued while this group committed wait for us, and the
+                // writers just answered are about to write again: gathering again,
+                // rather than committing those few at once, lets both share the
+                // next entry.
             }
         }
         rx.await.map_err(|_| StoreError::Stopped)?
@@ -1059,8 +1094,8 @@ mod tests {
         use futures::FutureExt;
         let a = store(1);
         a.put("first", b"1".to_vec()).await.unwrap();
-        // As if the last entry had held three writes: the next leader waits for three.
-        a.inner.core.writes.last_group.store(3, Ordering::Relaxed);
+        // As if entries had held three writes: the next leader waits for three.
+        a.inner.core.writes.expected.store(3, Ordering::Relaxed);
         // Polled once, the leader queues its write and yields; then it is dropped.
         assert!(a.put("dropped", b"2".to_vec()).now_or_never().is_none());
         assert!(
@@ -1084,6 +1119,34 @@ mod tests {
 
     /// On a single-threaded runtime the writers can only queue behind a leader if the
     /// leader lets them run; before it yielded once, every entry held one write.
+    /// A leader waits for as many writes as the largest group so far, and once such a
+    /// wait runs out, expects only as many as came.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_leader_waits_for_the_largest_group_until_a_wait_runs_out() {
+        let a = store(1);
+        let expected = || a.inner.core.writes.expected.load(Ordering::Relaxed);
+        a.inner.core.writes.note_group(3);
+        a.inner.core.writes.note_group(2);
+        assert_eq!(expected(), 3);
+        // The third write comes only after the leader has yielded: it still joins.
+        let (x, y, z) = tokio::join!(
+            a.put("x", b"1".to_vec()),
+            a.put("y", b"2".to_vec()),
+            async {
+                tokio::task::yield_now().await;
+                a.put("z", b"3".to_vec()).await
+            }
+        );
+        let (x, y, z) = (x.unwrap(), y.unwrap(), z.unwrap());
+        assert_eq!((x.seq, y.seq, z.seq), (1, 1, 1), "one entry for the three");
+        assert_eq!(expected(), 3);
+        // A lone writer: the wait runs out, and from then on one write is enough.
+        assert_eq!(a.put("w", b"4".to_vec()).await.unwrap().seq, 2);
+        assert_eq!(expected(), 1);
+        assert_eq!(a.put("v", b"5".to_vec()).await.unwrap().seq, 3);
+        assert_eq!(expected(), 1);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn writers_on_a_single_threaded_runtime_share_entries() {
         let a = store(1);
