@@ -126,7 +126,7 @@ pub(crate) struct IpfsGateways {
 pub(crate) enum UxfCommand {
     /// Pack token JSON files (each one token or an array of tokens) into a UXF CARv1 bundle.
     Pack(UxfPackArgs),
-    /// Write every token of a bundle back as token JSON files (DIR/<tokenId>.json).
+    /// Write every token of a bundle back as token JSON files (DIR/TOKEN_ID.json).
     Unpack(UxfUnpackArgs),
     /// Run every import check and verify(); exit 1 with the reason if anything fails.
     Verify {
