@@ -10,11 +10,12 @@
 //! queued write (up to [`MAX_OPS`] operations and the body limit per entry) as *one*
 //! entry in *one* `BEGIN IMMEDIATE` transaction, on its own task. While writes are
 //! still queued it gathers and commits again: the writes that queued during a commit
-//! then share the next entry with the writers it just answered. Every caller's future resolves after its commit. Concurrent
-//! writers thus share the signature, the entry overhead and the commit, and a lone
-//! writer never waits for another thread to wake up. When a job holds the connection,
-//! the leader hands the lead to the store thread instead of blocking its task. If a
-//! group fails, its writes are retried one by one so each caller gets its own outcome.
+//! then share the next entry with the writers it just answered. Every caller's future
+//! resolves after its commit. Concurrent writers thus share the signature, the entry
+//! overhead and the commit, and a lone writer never waits for another thread to wake
+//! up. When a job holds the connection, the leader hands the lead to the store thread
+//! instead of blocking its task. If a group fails, its writes are retried one by one so
+//! each caller gets its own outcome.
 //!
 //! **Reads** (`get`, `scan`, version vectors, catch-up pages) of a file store run on a
 //! second, read-only connection in the caller's thread (WAL readers never block the
@@ -63,6 +64,7 @@ pub const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 pub struct StoreConfig {
     durability: Durability,
     max_pending: usize,
+    group_linger: std::time::Duration,
 }
 
 impl Default for StoreConfig {
@@ -70,6 +72,7 @@ impl Default for StoreConfig {
         Self {
             durability: Durability::default(),
             max_pending: MAX_PENDING,
+            group_linger: GROUP_LINGER,
         }
     }
 }
@@ -99,6 +102,21 @@ impl StoreConfig {
     /// The configured pending cap.
     pub fn max_pending(&self) -> usize {
         self.max_pending
+    }
+
+    /// How long a group-commit leader waits for company at most (default
+    /// [`GROUP_LINGER`], clamped to one second). Longer lets more concurrent writes
+    /// share an entry when writers are slow to come back; zero commits whatever has
+    /// queued after one yield.
+    #[must_use]
+    pub fn with_group_linger(mut self, d: std::time::Duration) -> Self {
+        self.group_linger = d.min(std::time::Duration::from_secs(1));
+        self
+    }
+
+    /// The configured group-commit linger.
+    pub fn group_linger(&self) -> std::time::Duration {
+        self.group_linger
     }
 }
 
@@ -163,6 +181,8 @@ struct WriteQueue {
     /// How many writes a leader waits for before it commits: the largest group
     /// since a wait last ran out (then: as many as had come).
     expected: AtomicUsize,
+    /// The longest such a wait lasts ([`StoreConfig::with_group_linger`]).
+    linger: std::time::Duration,
 }
 
 impl WriteQueue {
@@ -202,10 +222,10 @@ impl WriteQueue {
 }
 
 /// The leader's wait for company before it commits a group: until as many writes
-/// as [`WriteQueue::expected`] have queued, or at most [`GROUP_LINGER`].
+/// as [`WriteQueue::expected`] have queued, or at most [`WriteQueue::linger`].
 async fn gather(core: &Core) {
     let expected = core.writes.expected.load(Ordering::Relaxed);
-    let until = std::time::Instant::now() + GROUP_LINGER;
+    let until = std::time::Instant::now() + core.writes.linger;
     loop {
         let queued = core.writes.lock().len();
         if queued >= expected {
@@ -391,6 +411,7 @@ impl Store {
                 waiting: Mutex::default(),
                 leader: AtomicBool::new(false),
                 expected: AtomicUsize::new(1),
+                linger: config.group_linger,
             },
             changes,
         });
@@ -1117,36 +1138,52 @@ mod tests {
         assert_eq!(next.seq, 3);
     }
 
-    /// On a single-threaded runtime the writers can only queue behind a leader if the
-    /// leader lets them run; before it yielded once, every entry held one write.
-    /// A leader waits for as many writes as the largest group so far, and once such a
-    /// wait runs out, expects only as many as came.
+    fn store_with_linger(linger: std::time::Duration) -> Store {
+        let keys = WalletKeys::from_address_key(&Secret32::new([3; 32])).unwrap();
+        let config = StoreConfig::default().with_group_linger(linger);
+        Store::in_memory(&keys.oplog, [1; 8], config).unwrap()
+    }
+
+    /// A leader waits for as many writes as the largest group so far, even for one
+    /// that comes only after it has started waiting. (A linger of a second: no
+    /// scheduling hiccup can end the wait early.)
     #[tokio::test(flavor = "current_thread")]
-    async fn the_leader_waits_for_the_largest_group_until_a_wait_runs_out() {
-        let a = store(1);
+    async fn the_leader_waits_for_as_many_writes_as_the_largest_group() {
+        let a = store_with_linger(std::time::Duration::from_secs(1));
         let expected = || a.inner.core.writes.expected.load(Ordering::Relaxed);
         a.inner.core.writes.note_group(3);
         a.inner.core.writes.note_group(2);
         assert_eq!(expected(), 3);
-        // The third write comes only after the leader has yielded: it still joins.
         let (x, y, z) = tokio::join!(
             a.put("x", b"1".to_vec()),
             a.put("y", b"2".to_vec()),
             async {
-                tokio::task::yield_now().await;
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
                 a.put("z", b"3".to_vec()).await
             }
         );
         let (x, y, z) = (x.unwrap(), y.unwrap(), z.unwrap());
         assert_eq!((x.seq, y.seq, z.seq), (1, 1, 1), "one entry for the three");
         assert_eq!(expected(), 3);
-        // A lone writer: the wait runs out, and from then on one write is enough.
-        assert_eq!(a.put("w", b"4".to_vec()).await.unwrap().seq, 2);
+    }
+
+    /// Once a wait runs out, a leader expects only as many writes as came: a lone
+    /// writer after a crowd waits once, then not at all.
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_a_wait_runs_out_the_leader_expects_only_those_that_came() {
+        let a = store_with_linger(std::time::Duration::ZERO);
+        let expected = || a.inner.core.writes.expected.load(Ordering::Relaxed);
+        a.inner.core.writes.note_group(16);
+        assert_eq!(a.put("w", b"4".to_vec()).await.unwrap().seq, 1);
         assert_eq!(expected(), 1);
-        assert_eq!(a.put("v", b"5".to_vec()).await.unwrap().seq, 3);
+        assert_eq!(a.put("v", b"5".to_vec()).await.unwrap().seq, 2);
         assert_eq!(expected(), 1);
     }
 
+    /// On a single-threaded runtime the writers can only queue behind a leader if the
+    /// leader lets them run; before it yielded once, every entry held one write.
     #[tokio::test(flavor = "current_thread")]
     async fn writers_on_a_single_threaded_runtime_share_entries() {
         let a = store(1);
