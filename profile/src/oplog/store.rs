@@ -194,6 +194,17 @@ impl WriteQueue {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Gives up the lead if no write is queued; whether it did. A writer that queued
+    /// just before the release but still saw a leader is waiting on us, so the lead is
+    /// taken back unless that writer (or another) took it.
+    fn release_lead(&self) -> bool {
+        if !self.lock().is_empty() {
+            return false;
+        }
+        self.leader.store(false, Ordering::SeqCst);
+        self.lock().is_empty() || self.leader.swap(true, Ordering::SeqCst)
+    }
+
     /// Records a group about to be committed: a larger one raises what leaders wait
     /// for.
     fn note_group(&self, len: usize) {
@@ -252,10 +263,7 @@ fn lead(core: &Core, db: &mut Db) {
             core.writes.note_group(group.len());
             commit_group(db, group, &core.changes);
         }
-        core.writes.leader.store(false, Ordering::SeqCst);
-        // A writer that queued after the last drain but still saw a leader is waiting
-        // on us: take the lead back unless it (or another) already has.
-        if core.writes.lock().is_empty() || core.writes.leader.swap(true, Ordering::SeqCst) {
+        if core.writes.release_lead() {
             return;
         }
     }
@@ -546,16 +554,9 @@ impl Store {
                     commit_group(&mut db, group, &core.changes);
                 }
                 drop(db);
-                if core.writes.lock().is_empty() {
-                    core.writes.leader.store(false, Ordering::SeqCst);
-                    // A writer that queued after the check but still saw a leader is
-                    // waiting on us: lead on unless it (or another) took the lead.
-                    if core.writes.lock().is_empty()
-                        || core.writes.leader.swap(true, Ordering::SeqCst)
-                    {
-                        duty.armed = false;
-                        break;
-                    }
+                if core.writes.release_lead() {
+                    duty.armed = false;
+                    break;
                 }
                 // Writes queued while this group committed wait for us, and the
                 // writers just answered are about to write again: gathering again,
