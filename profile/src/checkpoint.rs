@@ -292,6 +292,16 @@ mod tests {
 
     const THRESHOLD: i64 = 1_000;
 
+    /// A writer connection in WAL mode, `synchronous=NORMAL` as the crate's stores
+    /// use, on `t.db` in `dir`.
+    fn wal_writer(dir: &Path) -> (std::path::PathBuf, Connection) {
+        let path = dir.join("t.db");
+        let w = Connection::open(&path).unwrap();
+        w.pragma_update(None, "journal_mode", "WAL").unwrap();
+        w.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        (path, w)
+    }
+
     /// Rows in the database file itself, leaving the WAL aside: what checkpoints
     /// have copied.
     fn rows_in_the_database_file(dir: &Path, path: &Path) -> i64 {
@@ -305,10 +315,7 @@ mod tests {
     #[test]
     fn the_background_thread_checkpoints_once_the_wal_passes_the_threshold() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut w = Connection::open(&path).unwrap();
-        w.pragma_update(None, "journal_mode", "WAL").unwrap();
-        w.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        let (path, mut w) = wal_writer(dir.path());
         // the table goes into the database file; the WAL starts empty
         w.execute_batch(
             "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB); PRAGMA wal_checkpoint(TRUNCATE);",
@@ -357,9 +364,7 @@ mod tests {
     #[test]
     fn dropping_the_checkpointer_stops_its_thread_while_a_hook_holds_a_waker() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut w = Connection::open(&path).unwrap();
-        w.pragma_update(None, "journal_mode", "WAL").unwrap();
+        let (path, mut w) = wal_writer(dir.path());
         let cp = Checkpointer::start(&path, "test-checkpoint").unwrap();
         wake_on_growth(&mut w, cp.waker().unwrap(), 1, 1_000).unwrap();
         w.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)")

@@ -251,18 +251,23 @@ async fn gather(core: &Core) {
     }
 }
 
+/// Commits the next group of queued writes as one entry; false if none was queued.
+/// Called only by the leader, with the database locked.
+fn commit_next_group(core: &Core, db: &mut Db) -> bool {
+    let group = core.writes.take_group();
+    if group.is_empty() {
+        return false;
+    }
+    core.writes.note_group(group.len());
+    commit_group(db, group, &core.changes);
+    true
+}
+
 /// Commits queued writes until none is left, then gives up the lead. Called only by
 /// the leader, with the database locked.
 fn lead(core: &Core, db: &mut Db) {
     loop {
-        loop {
-            let group = core.writes.take_group();
-            if group.is_empty() {
-                break;
-            }
-            core.writes.note_group(group.len());
-            commit_group(db, group, &core.changes);
-        }
+        while commit_next_group(core, db) {}
         if core.writes.release_lead() {
             return;
         }
@@ -548,11 +553,7 @@ impl Store {
                     duty.armed = false;
                     break;
                 };
-                let group = core.writes.take_group();
-                if !group.is_empty() {
-                    core.writes.note_group(group.len());
-                    commit_group(&mut db, group, &core.changes);
-                }
+                commit_next_group(core, &mut db);
                 drop(db);
                 if core.writes.release_lead() {
                     duty.armed = false;
