@@ -435,6 +435,76 @@ fn rejections_are_typed_and_a_fork_raises_an_event() {
 }
 
 #[test]
+fn an_entry_whose_clock_does_not_count_up_is_refused_in_order_or_from_pending() {
+    let w = wallet(4);
+    let keys = LogKeys::new(&w.oplog).unwrap();
+    let seal = |seq: u64, prev: Option<&Entry>, clock: u64, value: &[u8]| {
+        Entry::seal(
+            &keys,
+            Draft {
+                device: [7; 8],
+                seq,
+                prev: prev.map(Entry::id),
+                ctx: vec![],
+                clock,
+                wall_ms: 0,
+            },
+            &[Op {
+                key: "k".into(),
+                value: Some(value.to_vec()),
+            }],
+        )
+        .unwrap()
+    };
+    let first = seal(1, None, 5, b"first");
+    let same_clock = seal(2, Some(&first), 5, b"same clock");
+    let lower_clock = seal(2, Some(&first), 4, b"lower clock");
+    let counted_up = seal(2, Some(&first), 6, b"counted up");
+    rt().block_on(async {
+        let s = mem(&w.oplog, 1);
+        let r = s
+            .ingest(vec![
+                first.encode(),
+                same_clock.encode(),
+                lower_clock.encode(),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(r.applied, vec![first.id()], "{r:?}");
+        for (i, (at, why)) in r.rejected.iter().enumerate() {
+            assert_eq!(*at, i + 1);
+            let Rejected::ClockNotIncreasing {
+                seq,
+                clock,
+                previous,
+                ..
+            } = why
+            else {
+                panic!("{r:?}")
+            };
+            assert_eq!((*seq, *previous), (2, 5));
+            assert_eq!(*clock, [5, 4][i]);
+        }
+        assert_eq!(r.rejected.len(), 2);
+        assert_eq!(s.get("k").await.unwrap(), Some(b"first".to_vec()));
+        // The refusal leaves the chain open for a well-formed successor.
+        let r = s.ingest(vec![counted_up.encode()]).await.unwrap();
+        assert_eq!(r.applied, vec![counted_up.id()], "{r:?}");
+        assert_eq!(s.get("k").await.unwrap(), Some(b"counted up".to_vec()));
+
+        // Arriving before its predecessor, the bad entry waits in `pending` and is
+        // refused (not applied) once the predecessor lands.
+        let t = mem(&w.oplog, 2);
+        let r = t.ingest(vec![same_clock.encode()]).await.unwrap();
+        assert_eq!(r.pending, vec![same_clock.id()], "{r:?}");
+        let r = t.ingest(vec![first.encode()]).await.unwrap();
+        assert_eq!(r.applied, vec![first.id()], "{r:?}");
+        assert_eq!(t.get("k").await.unwrap(), Some(b"first".to_vec()));
+        assert_eq!(t.version_vector().await.unwrap().get(&[7; 8]), 1);
+    });
+}
+
+#[test]
 fn snapshot_round_trip_and_pruning_of_entries_every_device_passed() {
     let w = wallet(6);
     rt().block_on(async {

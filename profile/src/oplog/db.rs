@@ -32,6 +32,9 @@ pub(crate) struct Dev {
     pub(crate) idx: i64,
     pub(crate) seq: u64,
     pub(crate) head: Option<[u8; 32]>,
+    /// The Lamport clock of entry `seq` (0 = none): the device's next entry must
+    /// carry a greater one.
+    pub(crate) clock: u64,
     pub(crate) floor: u64,
 }
 
@@ -639,6 +642,7 @@ impl Db {
                     idx,
                     seq: to_u64(seq),
                     head,
+                    clock: to_u64(clock),
                     floor: to_u64(floor),
                 },
             );
@@ -685,6 +689,7 @@ impl Db {
             idx: conn.last_insert_rowid(),
             seq: 0,
             head: None,
+            clock: 0,
             floor: 0,
         };
         devices.insert(d, dev);
@@ -728,6 +733,7 @@ impl Db {
         let updated = Dev {
             seq: e.seq,
             head: Some(digest),
+            clock: e.clock,
             ..dev
         };
         self.devices.insert(e.device, updated);
@@ -950,8 +956,8 @@ impl Db {
         changes: &mut Vec<Change>,
     ) -> Result<Outcome, IngestErr> {
         let dev = self.devices.get(&e.device).copied();
-        let (seq, head, floor, idx) = dev.map_or((0, None, 0, None), |d| {
-            (d.seq, d.head, d.floor, Some(d.idx))
+        let (seq, head, head_clock, floor, idx) = dev.map_or((0, None, 0, 0, None), |d| {
+            (d.seq, d.head, d.clock, d.floor, Some(d.idx))
         });
         let hexdev = hex::encode(e.device);
         if e.seq <= seq {
@@ -991,6 +997,16 @@ impl Db {
                 let existing = head.map_or(id, |h| cid_from_digest(&h));
                 let incoming = e.prev.unwrap_or(id);
                 return Err(self.fork(hexdev, seq, existing, incoming, changes));
+            }
+            // Per-device clocks strictly increase, so no two writes ever tie in the
+            // merge order; an entry that breaks this is refused, not tie-broken.
+            if e.clock <= head_clock {
+                return Err(IngestErr::Rejected(Rejected::ClockNotIncreasing {
+                    device: hexdev,
+                    seq: e.seq,
+                    clock: e.clock,
+                    previous: head_clock,
+                }));
             }
             self.apply(e, ops, digest_of(&id), false)?;
             return Ok(Outcome::Applied(CommittedEntry {
@@ -1189,6 +1205,7 @@ impl Db {
                 Dev {
                     seq: h.seq,
                     head: Some(digest_of(&h.id)),
+                    clock: *clock,
                     floor: h.seq,
                     ..dev
                 },

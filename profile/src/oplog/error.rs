@@ -107,6 +107,19 @@ pub enum Rejected {
         /// The floor.
         floor: u64,
     },
+    /// The entry extends its device's chain but its Lamport clock is not greater than
+    /// its predecessor's (a writer must count up, so that no two writes tie).
+    #[error("entry {device}#{seq} has clock {clock}, not above its predecessor's {previous}")]
+    ClockNotIncreasing {
+        /// Writer device (hex).
+        device: String,
+        /// Its sequence number.
+        seq: u64,
+        /// Its clock.
+        clock: u64,
+        /// The clock of entry `seq - 1`.
+        previous: u64,
+    },
     /// The pending table is full ([`crate::oplog::MAX_PENDING`]).
     #[error("pending table full ({max} entries waiting for predecessors)")]
     PendingFull {

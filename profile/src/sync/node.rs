@@ -581,6 +581,7 @@ fn reason_label(r: &Rejected) -> &'static str {
         Rejected::BadBody { .. } => "bad_body",
         Rejected::Fork(_) => "fork",
         Rejected::BelowFloor { .. } => "below_floor",
+        Rejected::ClockNotIncreasing { .. } => "clock_not_increasing",
         Rejected::PendingFull { .. } => "pending_full",
     }
 }
