@@ -264,7 +264,7 @@ pub fn digest_of(cid: &Cid) -> [u8; 32] {
     out
 }
 
-fn check_cid(cid: &Cid, field: &'static str) -> Result<(), DecodeError> {
+pub(crate) fn check_cid(cid: &Cid, field: &'static str) -> Result<(), DecodeError> {
     if cid.version() != cid::Version::V1
         || cid.codec() != DAG_CBOR
         || cid.hash().code() != SHA2_256

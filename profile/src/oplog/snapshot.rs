@@ -159,12 +159,7 @@ impl Snapshot {
                     reason: "head sequence numbers start at 1",
                 });
             }
-            if id.codec() != entry::DAG_CBOR || id.hash().code() != entry::SHA2_256 {
-                return Err(DecodeError::Field {
-                    field: "heads",
-                    reason: "CID must be v1, dag-cbor, sha2-256",
-                });
-            }
+            entry::check_cid(&id, "heads")?;
             if heads.last().is_some_and(|(h, _)| h.device >= device) {
                 return Err(DecodeError::Field {
                     field: "heads",
@@ -215,6 +210,7 @@ mod tests {
     use super::*;
     use crate::keys::WalletKeys;
     use crate::secret::Secret32;
+    use multihash::Multihash;
     use proptest::prelude::*;
 
     fn keys(n: u8) -> LogKeys {
@@ -264,6 +260,24 @@ mod tests {
             Snapshot::open(&sealed, &keys(2)),
             Err(DecodeError::Body(_))
         ));
+    }
+
+    #[test]
+    fn a_head_cid_that_is_not_a_32_byte_sha2_256_digest_is_refused() {
+        let k = keys(1);
+        let short = Multihash::<64>::wrap(entry::SHA2_256, &[7; 20]).unwrap();
+        let cidv0 = Cid::new_v0(Multihash::<64>::wrap(entry::SHA2_256, &[7; 32]).unwrap()).unwrap();
+        for id in [Cid::new_v1(entry::DAG_CBOR, short), cidv0] {
+            let mut s = sample();
+            s.heads.first_mut().unwrap().0.id = id;
+            assert!(
+                matches!(
+                    Snapshot::open(&s.seal(&k), &k),
+                    Err(DecodeError::Field { field: "heads", .. })
+                ),
+                "{id}"
+            );
+        }
     }
 
     proptest! {
