@@ -165,6 +165,14 @@ pub enum StateError {
     /// A stored marker is malformed, or jumps too far ahead.
     #[error("pending-version marker is corrupt: {0}")]
     MarkerCorrupt(String),
+    /// The state file was written by a newer version of this program.
+    #[error("pointer state schema version {found} is newer than this program's {supported}")]
+    NewerSchema {
+        /// `PRAGMA user_version` on disk.
+        found: i64,
+        /// The newest this code knows.
+        supported: i64,
+    },
 }
 
 /// Why a publish did not complete.

@@ -109,6 +109,9 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The newest `pointer.db` schema this code writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 2;
+
 impl PointerState {
     /// Opens (creating) the state file at `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
@@ -121,6 +124,14 @@ impl PointerState {
     }
 
     fn init(conn: Connection) -> Result<Self, StateError> {
+        // Versions 0 (new) and 1 upgrade in place; a newer program's file is refused.
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
         let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -418,6 +429,28 @@ mod tests {
         );
         s.clear_blocked("w").unwrap();
         assert_eq!(s.get("w").unwrap().blocked, None);
+    }
+
+    #[test]
+    fn a_file_of_a_newer_schema_is_refused_and_left_as_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 3;")
+            .unwrap();
+        assert!(matches!(
+            PointerState::open(&path),
+            Err(StateError::NewerSchema {
+                found: 3,
+                supported: SCHEMA_VERSION
+            })
+        ));
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
     }
 
     #[test]

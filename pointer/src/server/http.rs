@@ -50,6 +50,9 @@ pub enum ServerError {
     /// SQLite failed.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// `aggregator.db` could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
 }
 
 struct Shared {

@@ -60,18 +60,46 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The newest `aggregator.db` schema this code writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Why `aggregator.db` could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// SQLite failed.
+    #[error("aggregator database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by a newer version of this program.
+    #[error("aggregator database schema version {found} is newer than this program's {supported}")]
+    NewerSchema {
+        /// `PRAGMA user_version` on disk.
+        found: i64,
+        /// The newest this code knows.
+        supported: i64,
+    },
+}
+
 impl Store {
     /// Opens (creating) `<dir>/aggregator.db`.
-    pub fn open(dir: &Path) -> rusqlite::Result<Self> {
+    pub fn open(dir: &Path) -> Result<Self, OpenError> {
         Self::init(Connection::open(dir.join(DB_FILE))?)
     }
 
     /// An in-memory store (tests and benchmarks).
-    pub fn in_memory() -> rusqlite::Result<Self> {
+    pub fn in_memory() -> Result<Self, OpenError> {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> rusqlite::Result<Self> {
+    fn init(conn: Connection) -> Result<Self, OpenError> {
+        // A file of a newer program may hold rows this one would misread: refuse it.
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(OpenError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
         let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
@@ -184,4 +212,34 @@ pub fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         dir.join(KEY_FILE),
         dir.join(TRUST_BASE_FILE),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_a_newer_schema_is_refused_and_left_as_is() {
+        let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join(DB_FILE))
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 2;")
+            .unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(OpenError::NewerSchema {
+                found: 2,
+                supported: SCHEMA_VERSION
+            })
+        ));
+        let version: i64 = Connection::open(dir.path().join(DB_FILE))
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        // The current version opens.
+        let other = tempfile::tempdir().unwrap();
+        drop(Store::open(other.path()).unwrap());
+        assert!(Store::open(other.path()).is_ok());
+    }
 }
