@@ -321,14 +321,26 @@ impl PointerKeys {
                 "does not fill its length prefix".into(),
             ));
         }
-        if cid.hash().code() != SHA2_256 || cid.hash().size() != 32 {
-            return Err(DecodeError::UnsupportedHash(cid.hash().code()));
-        }
+        check_publishable(&cid)?;
         if full[1 + len..] != self.padding(v, len)[..] {
             return Err(DecodeError::BadPadding);
         }
         Ok(cid)
     }
+}
+
+/// Whether `cid` can be published *and found again*: 1..=63 bytes in binary form
+/// and a 32-byte sha2-256 multihash ([`PointerKeys::decode`] refuses anything else,
+/// so publishing it would burn a version no device can read).
+pub fn check_publishable(cid: &Cid) -> Result<(), DecodeError> {
+    let len = cid.encoded_len();
+    if len == 0 || len > CID_MAX_BYTES {
+        return Err(DecodeError::CidTooLarge(len));
+    }
+    if cid.hash().code() != SHA2_256 || cid.hash().size() != 32 {
+        return Err(DecodeError::UnsupportedHash(cid.hash().code()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

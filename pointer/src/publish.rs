@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 
 use cid::Cid;
 
-use crate::derive::{CID_MAX_BYTES, Side, SideCommitment, VersionCommitments};
+use crate::derive::{Side, SideCommitment, VersionCommitments, check_publishable};
 use crate::discover::TRANSIENT_BLOCK_REASONS;
-use crate::error::{DecodeError, DiscoverError, PublishError, StateError};
+use crate::error::{DiscoverError, PublishError, StateError};
 use crate::events::PointerEvent;
 use crate::pointer::Pointer;
 use crate::proof::ProofOutcome;
@@ -92,10 +92,8 @@ impl Pointer {
         accepting_car_loss: bool,
     ) -> Result<Published, PublishError> {
         let _lock = self.publish_lock.lock().await;
+        check_publishable(cid)?;
         let cid_bytes = cid.to_bytes();
-        if cid_bytes.is_empty() || cid_bytes.len() > CID_MAX_BYTES {
-            return Err(DecodeError::CidTooLarge(cid_bytes.len()).into());
-        }
         if let Some(reason) = self.local_state()?.blocked {
             if TRANSIENT_BLOCK_REASONS.contains(&reason.as_str()) {
                 self.discover()

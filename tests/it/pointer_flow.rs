@@ -12,7 +12,7 @@ use cid::Cid;
 use k256::ecdsa::SigningKey;
 use multihash_codetable::{Code, MultihashDigest};
 use sphere_pointer::client::{AggregatorClient, ClientConfig};
-use sphere_pointer::error::{DiscoverError, PublishError, VerifyError};
+use sphere_pointer::error::{DecodeError, DiscoverError, PublishError, VerifyError};
 use sphere_pointer::server::{AggregatorConfig, AggregatorServer, Fault};
 use sphere_pointer::state::PointerState;
 use sphere_pointer::{Pointer, PointerConfig, Side};
@@ -89,6 +89,30 @@ async fn a_second_device_discovers_what_the_first_published() {
     // Another wallet sees nothing.
     let other = device(&srv, 2, PointerState::in_memory().unwrap());
     assert_eq!(other.discover().await.unwrap().cid, None);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cid_discovery_could_not_read_back_is_refused_before_any_version_is_used() {
+    let srv = server().await;
+    let d1 = device(&srv, 4, PointerState::in_memory().unwrap());
+    let identity: Cid = "bafkqaaa".parse().unwrap();
+    let sha512 = Cid::new_v1(0x71, Code::Sha2_512.digest(b"x"));
+    for bad in [identity, sha512] {
+        let err = d1.publish(&bad).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PublishError::Cid(DecodeError::UnsupportedHash(_) | DecodeError::CidTooLarge(_))
+            ),
+            "{bad}: {err:?}"
+        );
+    }
+    // No version was burnt: the first good publish is version 1, and a second
+    // device finds it.
+    assert_eq!(d1.publish(&cid(1)).await.unwrap().version, 1);
+    let d2 = device(&srv, 4, PointerState::in_memory().unwrap());
+    assert_eq!(d2.discover().await.unwrap().cid, Some(cid(1)));
     srv.shutdown().await;
 }
 
