@@ -450,8 +450,11 @@ fn create_private_dir(path: &Path) -> Result<(), DataDirError> {
     Ok(())
 }
 
-/// Takes the exclusive lock `name` of `dir` and records our pid in it.
-fn lock(dir: &Path, name: &str) -> Result<File, DataDirError> {
+/// Takes the exclusive lock file `name` of `dir` and records our pid in it; the
+/// lock lasts as long as the returned file is open. Another holder gives
+/// [`DataDirError::Locked`] with its pid. Also used for directories that are not
+/// wallets (the embedded aggregator's).
+pub fn lock(dir: &Path, name: &str) -> Result<File, DataDirError> {
     let path = dir.join(name);
     let mut file = OpenOptions::new()
         .read(true)

@@ -44,6 +44,9 @@ pub enum ServerError {
     /// The validator key file is not a valid key.
     #[error("{0}: not a valid validator key")]
     BadKey(PathBuf),
+    /// Another process serves the same dir (two servers would corrupt its state).
+    #[error("another aggregator serves this dir")]
+    Locked(#[source] sphere_profile::datadir::DataDirError),
     /// The state could not be opened.
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -69,6 +72,8 @@ pub struct AggregatorServer {
     trust_base_path: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
+    /// `<dir>/aggregator.lock`, held while the server lives.
+    _dir_lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for AggregatorServer {
@@ -130,6 +135,8 @@ impl AggregatorServer {
         config: AggregatorConfig,
     ) -> Result<Self, ServerError> {
         std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let dir_lock =
+            sphere_profile::datadir::lock(dir, store::LOCK_FILE).map_err(ServerError::Locked)?;
         let key = load_or_create_key(dir)?;
         let core = Core::open(Store::open(dir)?, key, config.clone())?;
         let (_, _, tb_path) = store::paths(dir);
@@ -139,6 +146,7 @@ impl AggregatorServer {
         std::fs::rename(&tmp, &tb_path).map_err(io_at(&tb_path))?;
         let mut s = Self::serve(core, listen, config).await?;
         s.trust_base_path = Some(tb_path);
+        s._dir_lock = Some(dir_lock);
         Ok(s)
     }
 
@@ -231,6 +239,7 @@ impl AggregatorServer {
             trust_base_path: None,
             stop: Some(stop_tx),
             tasks: vec![server, ticker],
+            _dir_lock: None,
         })
     }
 

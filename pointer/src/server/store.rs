@@ -21,6 +21,8 @@ use crate::wire::CertificationData;
 
 /// Database file name inside the aggregator dir.
 pub const DB_FILE: &str = "aggregator.db";
+/// Lock file name: one server per dir, holding its pid.
+pub const LOCK_FILE: &str = "aggregator.lock";
 /// Validator key file name.
 pub const KEY_FILE: &str = "validator.key";
 /// Exported trust base file name.
