@@ -145,7 +145,29 @@ pub struct SealedMnemonic {
     pub sealed: String,
 }
 
+/// Largest Argon2id memory cost a `wallet.json` may ask for (1 GiB, 16× the default).
+pub const MAX_KDF_M_COST_KIB: u32 = 1024 * 1024;
+/// Most Argon2id passes a `wallet.json` may ask for (the default is 3).
+pub const MAX_KDF_T_COST: u32 = 64;
+/// Most Argon2id lanes a `wallet.json` may ask for (the default is 1).
+pub const MAX_KDF_P_COST: u32 = 16;
+
 fn stretch(password: &str, salt: &[u8], params: KdfParams) -> Result<Secret32, DataDirError> {
+    // The costs come from a file: a damaged or hostile one must not make opening the
+    // mnemonic take hours or allocate gigabytes.
+    if params.m_cost_kib > MAX_KDF_M_COST_KIB
+        || params.t_cost > MAX_KDF_T_COST
+        || params.p_cost > MAX_KDF_P_COST
+    {
+        return Err(DataDirError::Corrupt {
+            path: PathBuf::from(WALLET_FILE),
+            reason: format!(
+                "KDF costs {}/{}/{} (KiB/passes/lanes) exceed the limits \
+                 {MAX_KDF_M_COST_KIB}/{MAX_KDF_T_COST}/{MAX_KDF_P_COST}",
+                params.m_cost_kib, params.t_cost, params.p_cost
+            ),
+        });
+    }
     let argon_params =
         argon2::Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(32)).map_err(
             |e| DataDirError::Corrupt {
@@ -565,6 +587,36 @@ mod tests {
         ));
         drop(d);
         DataDir::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn kdf_costs_beyond_the_limits_are_refused_before_any_work() {
+        let (m, _) = wallet();
+        let sealed = SealedMnemonic::seal(&m, "pw", FAST).unwrap();
+        for params in [
+            KdfParams {
+                t_cost: u32::MAX,
+                ..FAST
+            },
+            KdfParams {
+                m_cost_kib: MAX_KDF_M_COST_KIB + 1,
+                ..FAST
+            },
+            KdfParams {
+                p_cost: MAX_KDF_P_COST + 1,
+                ..FAST
+            },
+        ] {
+            let tampered = SealedMnemonic {
+                params,
+                ..sealed.clone()
+            };
+            assert!(
+                matches!(tampered.open("pw"), Err(DataDirError::Corrupt { ref reason, .. }) if reason.contains("exceed the limits")),
+                "{params:?}"
+            );
+        }
+        assert_eq!(sealed.open("pw").unwrap().phrase(), m.phrase());
     }
 
     #[test]
