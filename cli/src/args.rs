@@ -19,8 +19,10 @@ pub(crate) struct Cli {
 /// Flags every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// The wallet data dir [default: ~/.sphere-profile]
-    #[arg(long, global = true, env = "SPHERE_DATA_DIR", value_name = "DIR")]
+    /// The wallet data dir, else SPHERE_DATA_DIR [default: ~/.sphere-profile]. For
+    /// `aggregator`, the aggregator's own dir [default: ~/.sphere-aggregator; it
+    /// never follows SPHERE_DATA_DIR].
+    #[arg(long, global = true, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
     /// Print one JSON object per command (JSON Lines for streaming commands) instead of text.
     #[arg(long, global = true)]
@@ -56,7 +58,8 @@ pub(crate) enum Command {
     ///
     /// Prints its listen addresses (give one to another device's --peer), then a
     /// live status line; --json prints one JSON event per line instead. While it
-    /// runs, `kv` and `status` on the same data dir go through it. Stop with Ctrl-C.
+    /// runs, `kv` on the same data dir goes through it (`status` only reads
+    /// wallet.json). Stop with Ctrl-C.
     Sync(SyncArgs),
     /// Anchor the wallet's latest Profile snapshot CID on a Unicity aggregator, and
     /// find it again from the mnemonic alone.
@@ -284,15 +287,12 @@ pub(crate) enum PointerCommand {
 #[derive(Debug, Args)]
 pub(crate) struct PointerFetchArgs {
     /// Gateway base URL to fetch the snapshot CAR from, tried in the order given
-    /// (repeatable), e.g. http://127.0.0.1:5001
-    #[arg(
-        long = "gateway",
-        value_name = "URL",
-        required_unless_present = "no_fetch"
-    )]
+    /// (repeatable), e.g. http://127.0.0.1:5001. Without any, the CAR is not
+    /// fetched (as with --no-fetch) and the command says so.
+    #[arg(long = "gateway", value_name = "URL")]
     pub(crate) gateway: Vec<String>,
-    /// Write the verified snapshot CAR to this file.
-    #[arg(long, value_name = "FILE")]
+    /// Write the verified snapshot CAR to this file (needs --gateway).
+    #[arg(long, value_name = "FILE", requires = "gateway")]
     pub(crate) out: Option<PathBuf>,
     /// Only find the pointer; do not fetch its CAR (the CID's content is then unchecked).
     #[arg(long, conflicts_with_all = ["gateway", "out"])]
@@ -310,7 +310,7 @@ pub(crate) struct PointerDiscoverArgs {
 #[derive(Debug, Args)]
 pub(crate) struct PointerAcceptCorruptStreakArgs {
     /// Invalid versions the one discovery may walk past (1..=4096) [default: 4096]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub(crate) limit: Option<u32>,
     #[command(flatten)]
     pub(crate) net: PointerNetArgs,
@@ -339,9 +339,11 @@ pub(crate) struct PointerNetArgs {
     /// Aggregator JSON-RPC URL.
     #[arg(long, env = "SPHERE_AGGREGATOR", value_name = "URL")]
     pub(crate) aggregator: String,
-    /// Root trust base JSON (RootTrustBase, as `sphere-cli aggregator` exports it).
+    /// Root trust base JSON (RootTrustBase, as `sphere-cli aggregator` exports it)
+    /// [default: ~/.sphere-aggregator/trust-base.json, the embedded aggregator's
+    /// export, when that file exists].
     #[arg(long, env = "SPHERE_TRUST_BASE", value_name = "FILE")]
-    pub(crate) trust_base: PathBuf,
+    pub(crate) trust_base: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

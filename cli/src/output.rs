@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::args::GlobalArgs;
 
 /// Where and how output goes.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Printer {
     json: bool,
     quiet: bool,
@@ -68,6 +69,13 @@ impl Printer {
         if !self.quiet && !self.json {
             let _ = writeln!(std::io::stderr(), "{text}");
         }
+    }
+
+    /// A line for people above a [`Printer::spinner`]: printed even when the spinner
+    /// is hidden because stderr is not a terminal (indicatif drops `println` then);
+    /// hidden by --quiet and --json like every hint.
+    pub(crate) fn above(&self, pb: &indicatif::ProgressBar, text: &str) {
+        pb.suspend(|| self.hint(text));
     }
 
     /// A progress spinner on stderr, hidden under --quiet and --json (and by

@@ -137,6 +137,13 @@ fn discover_on_a_second_device_fetches_and_verifies_the_snapshot_car() {
             .stderr()
             .contains(&format!("CAR of {UNPINNED} not fetched"))
     );
+    // Off a terminal (as here) the walk-back notes still reach stderr in text mode.
+    let human = pointer(&w2, &agg, false, &["discover", "--gateway", &gw.url], &[]);
+    assert!(
+        human.stderr().contains("skipping version 2"),
+        "{}",
+        human.stderr()
+    );
 
     // A gateway serving tampered bytes is skipped in favour of an honest one …
     let mut bad = car.encode();
@@ -222,6 +229,18 @@ fn overrides_need_the_capability_and_warn_before_each_use() {
     let o = pointer(&w2, &agg, true, &streak, allowed);
     assert!(o.stderr().contains("warning: OPERATOR OVERRIDE"));
     assert_eq!(o.json()["version"], 0);
+
+    // A limit outside 1..=4096 is refused, not clamped.
+    for limit in ["0", "4097"] {
+        let o = pointer(
+            &w2,
+            &agg,
+            false,
+            &["accept-corrupt-streak", "--limit", limit, "--no-fetch"],
+            allowed,
+        );
+        assert!(o.stderr().contains("is not in 1..=4096"), "{}", o.stderr());
+    }
 
     // acceptCarLoss is refused until the loss is persistent (12 failed fetches
     // over 24 h; one discovery has recorded one).

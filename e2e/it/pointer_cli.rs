@@ -30,9 +30,14 @@ impl Drop for Aggregator {
 }
 
 pub(crate) fn start_aggregator(dir: &Path) -> Aggregator {
-    let mut child = bin()
-        .args(["--data-dir"])
-        .arg(dir)
+    let mut cmd = bin();
+    cmd.arg("--data-dir").arg(dir);
+    spawn_aggregator(cmd)
+}
+
+/// Starts `cmd` + `aggregator` on a loopback port and reads its two first lines.
+fn spawn_aggregator(mut cmd: Command) -> Aggregator {
+    let mut child = cmd
         .args(["aggregator", "--listen", "127.0.0.1:0", "--round-ms", "50"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -182,6 +187,94 @@ fn aggregator_state_survives_a_restart() {
     assert_eq!(
         (found["cid"].as_str(), found["version"].as_u64()),
         (Some(c), Some(1))
+    );
+}
+
+/// The commands as issue 6 spells them (`pointer publish --cid CID --aggregator URL`,
+/// `pointer discover --aggregator URL`) work on the embedded defaults: the trust
+/// base comes from the embedded aggregator's default dir, which does not follow
+/// `SPHERE_DATA_DIR`, and without `--gateway` the CAR is not fetched (and it says so).
+#[test]
+fn the_issue_commands_work_on_the_embedded_defaults() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let (w1, w2) = (tmp.path().join("w1"), tmp.path().join("w2"));
+    init_wallet(&w1);
+    init_wallet(&w2);
+    let env = |cmd: &mut Command, wallet: &Path| {
+        cmd.env("HOME", &home)
+            .env("SPHERE_DATA_DIR", wallet)
+            .env_remove("SPHERE_TRUST_BASE")
+            .env_remove("SPHERE_AGGREGATOR");
+    };
+    let mut cmd = bin();
+    env(&mut cmd, &w1);
+    let agg = spawn_aggregator(cmd);
+    let agg_dir = home.join(".sphere-aggregator");
+    assert_eq!(Path::new(&agg.trust_base), agg_dir.join("trust-base.json"));
+    assert!(agg_dir.join("aggregator.db").exists());
+    assert!(!w1.join("aggregator.db").exists(), "not in the wallet dir");
+    let c = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq";
+    let run = |wallet: &Path, args: &[&str]| {
+        let mut cmd = bin();
+        env(&mut cmd, wallet);
+        cmd.args(["--json", "pointer"])
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let published = run(&w1, &["publish", "--cid", c, "--aggregator", &agg.url]);
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    let published: Value = serde_json::from_slice(&published.stdout).expect("json");
+    assert_eq!(published["version"], 1);
+    let found = run(&w2, &["discover", "--aggregator", &agg.url]);
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let found: Value = serde_json::from_slice(&found.stdout).expect("json");
+    assert_eq!(
+        (found["cid"].as_str(), found["version"].as_u64()),
+        (Some(c), Some(1))
+    );
+    assert_eq!(found["car"]["fetched"], false);
+    assert_eq!(found["car"]["reason"], "no --gateway given");
+    // Without the default file and without the flag, a clear user error.
+    let mut cmd = bin();
+    let none = cmd
+        .env("HOME", tmp.path())
+        .env_remove("SPHERE_TRUST_BASE")
+        .arg("--data-dir")
+        .arg(&w2)
+        .args(["pointer", "discover", "--aggregator", &agg.url])
+        .output()
+        .expect("run");
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no trust base given"));
+}
+
+#[test]
+fn a_second_aggregator_on_the_same_dir_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("agg");
+    let _first = start_aggregator(&dir);
+    let second = bin()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["aggregator", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another aggregator serves this dir") && err.contains("(pid "),
+        "{err}"
     );
 }
 

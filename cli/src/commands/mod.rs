@@ -22,12 +22,10 @@ use crate::output::Printer;
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
     let data_dir = match (&cli.command, cli.global.data_dir) {
-        // The aggregator's dir is its own, never a wallet's.
-        (Command::Aggregator(_), None) => PathBuf::from(
-            std::env::var_os("HOME").context("no --data-dir given and HOME is not set")?,
-        )
-        .join(".sphere-aggregator"),
-        (_, flag) => resolve_data_dir(flag)?,
+        // The aggregator's dir is its own, never a wallet's: SPHERE_DATA_DIR (which
+        // `init` suggests setting) names the wallet and is not followed here.
+        (Command::Aggregator(_), None) => home()?.join(".sphere-aggregator"),
+        (_, flag) => resolve_data_dir(flag, std::env::var_os("SPHERE_DATA_DIR"))?,
     };
     match cli.command {
         Command::Init(args) => init::run(&data_dir, &args, printer),
@@ -43,11 +41,23 @@ pub(crate) fn run(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
     }
 }
 
-/// `--data-dir`, else `SPHERE_DATA_DIR` (clap reads it), else `~/.sphere-profile`.
-fn resolve_data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// `--data-dir`, else `SPHERE_DATA_DIR` when set and not empty, else
+/// `~/.sphere-profile`.
+fn resolve_data_dir(
+    flag: Option<PathBuf>,
+    env: Option<std::ffi::OsString>,
+) -> anyhow::Result<PathBuf> {
     if let Some(dir) = flag {
         return Ok(dir);
     }
-    let home = std::env::var_os("HOME").context("no --data-dir given and HOME is not set")?;
-    Ok(PathBuf::from(home).join(".sphere-profile"))
+    if let Some(dir) = env.filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    Ok(home()?.join(".sphere-profile"))
+}
+
+fn home() -> anyhow::Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("no --data-dir given and HOME is not set")
 }

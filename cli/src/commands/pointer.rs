@@ -9,7 +9,7 @@
 //! sync`; the pointer's state lives in `<data dir>/pointer.db`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -98,9 +98,10 @@ pub(crate) fn run(data_dir: &Path, cmd: &PointerCommand, printer: &Printer) -> a
                     printer.warn(OVERRIDE_WARNING);
                 }
                 let limit = p.accept_corrupt_streak(args.limit).map_err(denied_hint)?;
-                pb.println(format!(
-                    "this discovery may walk back past {limit} invalid versions"
-                ));
+                printer.above(
+                    pb,
+                    &format!("this discovery may walk back past {limit} invalid versions"),
+                );
                 Ok(())
             })
         }
@@ -208,9 +209,9 @@ struct CarFetcher {
 }
 
 impl CarFetcher {
-    /// None with `--no-fetch`.
+    /// None with `--no-fetch` or without any `--gateway`.
     fn new(args: &PointerFetchArgs) -> anyhow::Result<Option<Self>> {
-        if args.no_fetch {
+        if args.no_fetch || args.gateway.is_empty() {
             return Ok(None);
         }
         Ok(Some(Self {
@@ -283,10 +284,11 @@ impl CarFetcher {
 async fn discover(
     p: &Pointer,
     pb: &indicatif::ProgressBar,
+    fetch: &PointerFetchArgs,
     fetcher: Option<&CarFetcher>,
-    out: Option<&Path>,
     printer: &Printer,
 ) -> anyhow::Result<()> {
+    let out = fetch.out.as_deref();
     pb.set_message("discovering the latest pointer version");
     let started = Instant::now();
     let result = p.discover().await;
@@ -341,8 +343,13 @@ async fn discover(
             "skipped_gateways": failures,
         });
     } else if d.cid.is_some() && fetcher.is_none() {
-        car_line = "\nsnapshot CAR not fetched (--no-fetch)".to_owned();
-        car = json!({"fetched": false, "verified": false});
+        let why = if fetch.no_fetch {
+            "--no-fetch"
+        } else {
+            "no --gateway given"
+        };
+        car_line = format!("\nsnapshot CAR not fetched ({why}): the CID's content is unchecked");
+        car = json!({"fetched": false, "verified": false, "reason": why});
     }
     let human = match &d.cid {
         Some(cid) => format!(
@@ -394,9 +401,30 @@ fn discover_with(
         printer,
         |p, pb| async move {
             before(&p, &pb)?;
-            discover(&p, &pb, fetcher.as_ref(), fetch.out.as_deref(), printer).await
+            discover(&p, &pb, fetch, fetcher.as_ref(), printer).await
         },
     )
+}
+
+/// `--trust-base` / `SPHERE_TRUST_BASE`, else the file the embedded aggregator
+/// exports in its default dir (`~/.sphere-aggregator/trust-base.json`) if it exists.
+fn trust_base_path(net: &PointerNetArgs) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &net.trust_base {
+        return Ok(p.clone());
+    }
+    let default = std::env::var_os("HOME").map(|h| {
+        PathBuf::from(h)
+            .join(".sphere-aggregator")
+            .join("trust-base.json")
+    });
+    match default {
+        Some(p) if p.is_file() => Ok(p),
+        _ => Err(exit::user(
+            "no trust base given: pass --trust-base FILE or set SPHERE_TRUST_BASE (the \
+             embedded aggregator writes <its dir>/trust-base.json; with its default dir, \
+             ~/.sphere-aggregator/trust-base.json is used without the flag)",
+        )),
+    }
 }
 
 fn networked<F, Fut>(
@@ -410,14 +438,11 @@ where
     F: FnOnce(Arc<Pointer>, indicatif::ProgressBar) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let tb_bytes = std::fs::read(&net.trust_base).map_err(|e| {
-        exit::user(format!(
-            "cannot read trust base {}: {e}",
-            net.trust_base.display()
-        ))
-    })?;
+    let tb_path = trust_base_path(net)?;
+    let tb_bytes = std::fs::read(&tb_path)
+        .map_err(|e| exit::user(format!("cannot read trust base {}: {e}", tb_path.display())))?;
     let trust_base = TrustBase::from_json(&tb_bytes)
-        .map_err(|e| exit::user(format!("{}: {e}", net.trust_base.display())))?;
+        .map_err(|e| exit::user(format!("{}: {e}", tb_path.display())))?;
     let keys = dd.keys()?;
     let state = PointerState::open(&dd.path().join(STATE_FILE))?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -438,6 +463,7 @@ where
         let pointer = Arc::new(pointer);
         let pb = printer.spinner();
         let pb2 = pb.clone();
+        let printer = *printer;
         let progress = tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
                 match e {
@@ -459,18 +485,22 @@ where
                         ));
                     }
                     PointerEvent::PublishConflict { version } => {
-                        pb2.println(format!(
-                            "version {version} was taken by another device; reconciling"
-                        ));
+                        printer.above(
+                            &pb2,
+                            &format!("version {version} was taken by another device; reconciling"),
+                        );
                     }
                     PointerEvent::VersionSkipped { version, reason } => {
-                        pb2.println(format!("skipping version {version}: {reason}"));
+                        printer.above(&pb2, &format!("skipping version {version}: {reason}"));
                     }
                     PointerEvent::VersionSkippedUnfetchable { version, attempts } => {
-                        pb2.println(format!(
-                            "skipping version {version}: no gateway delivers its snapshot CAR \
-                             ({attempts} failed fetches recorded)"
-                        ));
+                        printer.above(
+                            &pb2,
+                            &format!(
+                                "skipping version {version}: no gateway delivers its snapshot \
+                                 CAR ({attempts} failed fetches recorded)"
+                            ),
+                        );
                     }
                     _ => {}
                 }
