@@ -38,11 +38,14 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 //! ```
 //!
-//! A sync layer uses three calls and never touches SQLite: [`Store::subscribe`]
-//! (every committed entry's bytes, to publish), [`Store::entries_since`] (catch-up
-//! pages for a peer's [`VersionVector`]) and [`Store::ingest`] (remote entries →
-//! applied / pending / rejected). [`verify`] checks an entry without a store, for
-//! gossip validation.
+//! A sync layer never touches SQLite. The sync node uses [`Store::subscribe`] (every
+//! committed entry's bytes, to publish), [`Store::version_vector`] and
+//! [`Store::entries_since`] (catch-up pages for a peer's [`VersionVector`]),
+//! [`Store::verify_batch`] then [`Store::apply_verified`] (remote entries → applied /
+//! pending / rejected; together they are [`Store::ingest`], split so that the next
+//! batch is verified while one is applied), and [`Store::export_snapshot`] /
+//! [`Store::import_snapshot`] (when one device is behind the other's pruning floor).
+//! [`verify`] checks an entry without a store.
 
 pub mod db;
 pub mod entry;

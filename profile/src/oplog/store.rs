@@ -59,7 +59,7 @@ pub const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(1
 pub const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Store settings. Defaults: [`Durability::Process`], at most [`MAX_PENDING`] pending
-/// entries.
+/// entries, a group-commit linger of [`GROUP_LINGER`].
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     durability: Durability,
@@ -714,7 +714,7 @@ impl Store {
         self.run_job(|db, _| db.prune()).await
     }
 
-    /// SHA-256 over every record (see `docs/formats.md` §5.5): equal iff two stores
+    /// SHA-256 over every record (see `docs/formats.md` §5.2): equal iff two stores
     /// hold the same state.
     pub async fn state_digest(&self) -> Result<[u8; 32], StoreError> {
         self.read(db::state_digest).await

@@ -1,6 +1,7 @@
 //! The device's libp2p identity: an ed25519 key kept in the data dir, created on
-//! first use. It names the device on the network; it signs gossip envelopes, not
-//! OpLog entries (those are signed with the wallet's OpLog key).
+//! first use. It is the transport identity: it names the device on the network (its
+//! peer id) and authenticates the Noise handshake. Gossip messages are anonymous and
+//! carry no signature, and OpLog entries are signed with the wallet's OpLog key.
 
 use std::path::Path;
 

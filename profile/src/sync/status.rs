@@ -74,7 +74,8 @@ pub enum SyncEvent {
         peer: String,
         /// How many.
         entries: usize,
-        /// `gossip` or `catchup`.
+        /// `gossip`, `catchup` or `snapshot` (then `entries` counts the snapshot's
+        /// records that won the merge).
         via: &'static str,
     },
     /// A catch-up round with a peer finished.
