@@ -943,6 +943,24 @@ pub(crate) mod tests {
             let _ = decode(&bytes);
             let _ = decode_ops(&bytes);
             let _ = decode_verified(&bytes, &keys(1));
+            let _ = decode_ctx(&bytes);
+        }
+
+        /// `decode_ctx` reads the `ctx` column back from the database: mutations of
+        /// a real one give a typed error or heads that encode back to those bytes.
+        #[test]
+        fn mutated_ctx_never_panics(pos in any::<proptest::sample::Index>(), byte in any::<u8>()) {
+            let heads = vec![
+                Head { device: [1; 8], seq: 3, id: cid_of(b"a") },
+                Head { device: [2; 8], seq: 9, id: cid_of(b"b") },
+            ];
+            let mut bytes = encode_ctx(&heads);
+            prop_assert_eq!(decode_ctx(&bytes).unwrap(), heads);
+            let i = pos.index(bytes.len());
+            bytes[i] = byte;
+            if let Ok(back) = decode_ctx(&bytes) {
+                prop_assert_eq!(encode_ctx(&back), bytes);
+            }
         }
 
         #[test]

@@ -879,6 +879,23 @@ mod tests {
         fn random_compact_entries_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let (keys, _) = wallet();
             let _ = compactor(&keys).expand(&bytes);
+            let _ = compact_position(&bytes);
+        }
+
+        /// `compact_position` reads peers' catch-up pages before verification: any
+        /// mutation of a real compact entry gives a position or `None`, never a panic,
+        /// and an untouched entry gives its own.
+        #[test]
+        fn compact_position_of_mutated_entries_never_panics(pos in any::<proptest::sample::Index>(), byte in any::<u8>(), cut in any::<proptest::sample::Index>()) {
+            let (keys, full) = wallet();
+            let mut compact = compactor(&keys).compact(&full).unwrap();
+            let entry = crate::oplog::entry::decode(&full).unwrap();
+            prop_assert_eq!(compact_position(&compact), Some((entry.device, entry.seq)));
+            let i = pos.index(compact.len());
+            compact[i] = byte;
+            let _ = compact_position(&compact);
+            compact.truncate(cut.index(compact.len().saturating_add(1)));
+            let _ = compact_position(&compact);
         }
 
         #[test]
