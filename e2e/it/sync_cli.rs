@@ -213,3 +213,46 @@ fn a_second_sync_on_the_same_dir_is_refused() {
     cli(&dir, &["kv", "put", "k", "v"]).run().ok();
     assert_eq!(cli(&dir, &["kv", "get", "k"]).run().ok().trim(), "v");
 }
+
+#[test]
+fn a_listing_longer_than_a_control_line_works_through_the_node() {
+    let work = workdir();
+    let dir = dir_in(&work, "big");
+    init(&dir);
+    // 9 values of 256 KiB: 4.5 MiB as hex, over twice the 2 MiB line limit.
+    for i in 0..9u8 {
+        let value: Vec<u8> = (0..262_144u32)
+            .map(|j| (j % 251) as u8 ^ i.wrapping_mul(37))
+            .collect();
+        let file = work.path().join(format!("v{i}"));
+        std::fs::write(&file, value).unwrap();
+        cli(
+            &dir,
+            &[
+                "kv",
+                "put",
+                &format!("big/{i}"),
+                "--file",
+                &file.display().to_string(),
+            ],
+        )
+        .run()
+        .ok();
+    }
+    cli(&dir, &["kv", "put", "other", "x"]).run().ok();
+    let local_json = cli(&dir, &["--json", "kv", "list", "big/"]).run().json();
+    let local_text = cli(&dir, &["kv", "list"]).run().ok();
+    assert_eq!(local_json["count"], 9);
+
+    let _node = SyncProcess::start(&dir, &[], 0.0);
+    // The node holds the lock now, so these go through its control socket.
+    let err = cli(&dir, &["kv", "crash-writer", "--count", "1"])
+        .run()
+        .fails_with(1);
+    assert!(err.contains("stop `sphere-cli sync` first"), "{err}");
+    assert_eq!(
+        cli(&dir, &["--json", "kv", "list", "big/"]).run().json(),
+        local_json
+    );
+    assert_eq!(cli(&dir, &["kv", "list"]).run().ok(), local_text);
+}
