@@ -404,6 +404,32 @@ pub struct Client {
     broken: bool,
 }
 
+/// Connects to the node running on `data_dir`, or returns `None` when none is: no
+/// socket file, or nothing listening on it (a file left by a node that was killed).
+/// Takes no lock, so it never gets in the way of the process holding the data dir.
+pub async fn connect_if_running(data_dir: &Path) -> Result<Option<Client>, ControlError> {
+    let path = data_dir.join(SOCKET_FILE);
+    // Checked first so that a data dir whose path is too long for a socket address
+    // (where no node can listen) is simply "not running".
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ControlError::Io { path, source }),
+    }
+    match Client::connect(&path).await {
+        Ok(client) => Ok(Some(client)),
+        Err(ControlError::Io { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Client {
     /// Connects to the socket at `path`.
     pub async fn connect(path: &Path) -> Result<Self, ControlError> {
@@ -526,6 +552,16 @@ impl Client {
             if !more {
                 return Ok(out);
             }
+        }
+    }
+
+    /// The node's sync status.
+    pub async fn status(&mut self) -> Result<SyncStatus, ControlError> {
+        match self.request(&Request::Status).await? {
+            Answer::Status { status } => Ok(status),
+            other => Err(ControlError::Malformed(format!(
+                "a status request answered with {other:?}"
+            ))),
         }
     }
 }
@@ -767,6 +803,23 @@ mod tests {
             client.request(&Request::Digest).await.unwrap(),
             Answer::Digest { keys: 0, .. }
         ));
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn no_socket_or_a_stale_one_means_no_node_is_running() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(connect_if_running(dir.path()).await.unwrap().is_none());
+        // A socket file nobody listens on, as a killed node leaves it.
+        drop(std::os::unix::net::UnixListener::bind(dir.path().join(SOCKET_FILE)).unwrap());
+        assert!(dir.path().join(SOCKET_FILE).exists());
+        assert!(connect_if_running(dir.path()).await.unwrap().is_none());
+        let (_store, node, server, _path) = serving(dir.path()).await;
+        let mut client = connect_if_running(dir.path()).await.unwrap().unwrap();
+        assert_eq!(
+            client.status().await.unwrap().peer_id,
+            node.peer_id().to_string()
+        );
         server.abort();
     }
 
