@@ -43,7 +43,9 @@ pub(crate) enum Command {
     /// 3 passes + AES-256-GCM), or not at all with --no-store-mnemonic. The password
     /// is prompted for without echo, or read from SPHERE_PASSWORD.
     Init(InitArgs),
-    /// Show the wallet's identity and what the data dir holds.
+    /// Show the wallet's identity and what the data dir holds, and the sync status of
+    /// the `sphere-cli sync` running on it (peers, catch-ups, entries in/out,
+    /// rejections), or that none runs. Takes no lock.
     Status,
     /// Reveal the stored mnemonic (asks for the password, or reads SPHERE_PASSWORD).
     Mnemonic,
@@ -58,8 +60,8 @@ pub(crate) enum Command {
     ///
     /// Prints its listen addresses (give one to another device's --peer), then a
     /// live status line; --json prints one JSON event per line instead. While it
-    /// runs, `kv` on the same data dir goes through it (`status` only reads
-    /// wallet.json). Stop with Ctrl-C.
+    /// runs, `kv` on the same data dir goes through it and `status` shows its sync
+    /// status. Stop with Ctrl-C.
     Sync(SyncArgs),
     /// Anchor the wallet's latest Profile snapshot CID on a Unicity aggregator, and
     /// find it again from the mnemonic alone.

@@ -213,3 +213,141 @@ fn a_second_sync_on_the_same_dir_is_refused() {
     cli(&dir, &["kv", "put", "k", "v"]).run().ok();
     assert_eq!(cli(&dir, &["kv", "get", "k"]).run().ok().trim(), "v");
 }
+
+/// `status --json` of `dir`.
+fn status(dir: &Path) -> serde_json::Value {
+    cli(dir, &["--json", "status"]).run().json()
+}
+
+/// Polls `status` of `dir` until `done` holds for its `sync` object.
+fn wait_status(dir: &Path, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let started = Instant::now();
+    let mut last = serde_json::Value::Null;
+    while started.elapsed() < Duration::from_secs(60) {
+        last = status(dir)["sync"].clone();
+        if done(&last) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("status never showed {what}: {last}");
+}
+
+/// The connected peer `peer` in a `sync` status object.
+fn peer<'a>(sync: &'a serde_json::Value, peer: &str) -> Option<&'a serde_json::Value> {
+    sync["peers"].as_array()?.iter().find(|p| p["peer"] == peer)
+}
+
+#[test]
+fn status_shows_the_running_nodes_sync_status() {
+    let work = workdir();
+    let (a_dir, b_dir) = (dir_in(&work, "a"), dir_in(&work, "b"));
+    init(&a_dir);
+    init(&b_dir);
+    // No node: said plainly, and the identity is still there.
+    let idle = status(&a_dir);
+    assert!(idle["sync"].is_null(), "{idle}");
+    assert!(idle["address_id"].is_string(), "{idle}");
+    let text = cli(&a_dir, &["status"]).run().ok();
+    assert!(text.contains("sync:           not running"), "{text}");
+
+    let a = SyncProcess::start(&a_dir, &[], 0.0);
+    let a_id = a.addr.rsplit('/').next().unwrap().to_owned();
+    let sync = status(&a_dir)["sync"].clone();
+    assert_eq!(sync["peer_id"], a_id.as_str(), "{sync}");
+    assert_eq!(sync["listen"], serde_json::json!([a.addr]), "{sync}");
+    assert_eq!(sync["peers"], serde_json::json!([]), "{sync}");
+    for counter in ["entries_in", "entries_out", "entries_served"] {
+        assert_eq!(sync[counter], 0, "{counter}: {sync}");
+    }
+    assert_eq!(sync["rejected"], serde_json::json!({}), "{sync}");
+    let text = cli(&a_dir, &["status"]).run().ok();
+    assert!(
+        text.contains(&format!("sync:           running, peer id {a_id}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("listening on:   {}", a.addr)),
+        "{text}"
+    );
+
+    let b = SyncProcess::start(&b_dir, &[&a.addr], 0.0);
+    let b_id = b.addr.rsplit('/').next().unwrap().to_owned();
+    // Both see each other as a device of the wallet once B joined the topic.
+    wait_status(&a_dir, "b as a wallet peer", |s| {
+        peer(s, &b_id).is_some_and(|p| p["wallet_peer"] == true)
+    });
+    wait_status(&b_dir, "a as a wallet peer", |s| {
+        peer(s, &a_id).is_some_and(|p| p["wallet_peer"] == true)
+    });
+    // A write on A (through its node) reaches B by gossip or catch-up: A counts it
+    // out or served, B counts it in.
+    put(&a_dir, "status/k", "v");
+    let started = Instant::now();
+    while cli(&b_dir, &["kv", "get", "status/k"]).run().code() != 0 {
+        assert!(started.elapsed() < DEADLINE, "the write never reached b");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_status(&b_dir, "an entry in", |s| {
+        s["entries_in"].as_u64() >= Some(1)
+    });
+    wait_status(&a_dir, "an entry out or served", |s| {
+        s["entries_out"].as_u64().unwrap_or(0) + s["entries_served"].as_u64().unwrap_or(0) >= 1
+    });
+    // Anti-entropy (every 400 ms here) ends with a completed catch-up with A.
+    wait_status(&b_dir, "a catch-up with a", |s| {
+        peer(s, &a_id).is_some_and(|p| p["last_catchup_ms"].as_u64().is_some())
+    });
+    let sync = status(&b_dir)["sync"].clone();
+    assert_eq!(peer(&sync, &a_id).unwrap()["strikes"], 0, "{sync}");
+    assert_eq!(sync["rejected"], serde_json::json!({}), "{sync}");
+
+    // A node killed outright leaves its socket file behind: that is "not running".
+    a.kill();
+    assert!(a_dir.join("sync.sock").exists());
+    assert!(status(&a_dir)["sync"].is_null());
+    drop(b);
+}
+
+#[test]
+fn a_listing_longer_than_a_control_line_works_through_the_node() {
+    let work = workdir();
+    let dir = dir_in(&work, "big");
+    init(&dir);
+    // 9 values of 256 KiB: 4.5 MiB as hex, over twice the 2 MiB line limit.
+    for i in 0..9u8 {
+        let value: Vec<u8> = (0..262_144u32)
+            .map(|j| (j % 251) as u8 ^ i.wrapping_mul(37))
+            .collect();
+        let file = work.path().join(format!("v{i}"));
+        std::fs::write(&file, value).unwrap();
+        cli(
+            &dir,
+            &[
+                "kv",
+                "put",
+                &format!("big/{i}"),
+                "--file",
+                &file.display().to_string(),
+            ],
+        )
+        .run()
+        .ok();
+    }
+    cli(&dir, &["kv", "put", "other", "x"]).run().ok();
+    let local_json = cli(&dir, &["--json", "kv", "list", "big/"]).run().json();
+    let local_text = cli(&dir, &["kv", "list"]).run().ok();
+    assert_eq!(local_json["count"], 9);
+
+    let _node = SyncProcess::start(&dir, &[], 0.0);
+    // The node holds the lock now, so these go through its control socket.
+    let err = cli(&dir, &["kv", "crash-writer", "--count", "1"])
+        .run()
+        .fails_with(1);
+    assert!(err.contains("stop `sphere-cli sync` first"), "{err}");
+    assert_eq!(
+        cli(&dir, &["--json", "kv", "list", "big/"]).run().json(),
+        local_json
+    );
+    assert_eq!(cli(&dir, &["kv", "list"]).run().ok(), local_text);
+}

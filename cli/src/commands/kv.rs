@@ -118,18 +118,8 @@ impl Backend {
     async fn list(&mut self, prefix: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         match self {
             Self::Local(store) => Ok(store.scan(prefix).await?),
-            Self::Node(c) => match c
-                .request(&Request::List {
-                    prefix: prefix.to_owned(),
-                })
-                .await?
-            {
-                Answer::Records { records } => records
-                    .into_iter()
-                    .map(|(k, h)| Ok((k, hex::decode(h)?)))
-                    .collect(),
-                other => Err(unexpected(&other)),
-            },
+            // Page by page: one answer line could not hold a long listing.
+            Self::Node(c) => Ok(c.list(prefix).await?),
         }
     }
 
