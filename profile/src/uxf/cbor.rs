@@ -167,6 +167,21 @@ pub(crate) struct DupCheck {
 
 const DUP_INLINE: usize = 16;
 
+#[cfg(test)]
+thread_local! {
+    /// Key comparisons and hash-set insertions made by duplicate checks on this thread
+    /// (tests bound decoding work by counting, not by timing).
+    pub(crate) static KEY_PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn probe(n: usize) {
+    KEY_PROBES.with(|c| c.set(c.get().saturating_add(n)));
+}
+
+#[cfg(not(test))]
+fn probe(_: usize) {}
+
 impl Default for DupCheck {
     fn default() -> Self {
         Self {
@@ -181,9 +196,11 @@ impl DupCheck {
     /// Records `k`; false if it was already there.
     pub(crate) fn insert(&mut self, k: &Key) -> bool {
         if let Some(set) = &mut self.large {
+            probe(1);
             return set.insert(k.clone());
         }
         let seen = self.inline.get(..self.len).unwrap_or_default();
+        probe(seen.len());
         if seen.iter().flatten().any(|x| x == k) {
             return false;
         }
