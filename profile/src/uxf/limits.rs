@@ -37,3 +37,7 @@ pub const MAX_CBOR_DEPTH: usize = 64;
 /// Longest SMT step path string accepted (bounds the quadratic base conversion; a
 /// 64 KiB block holds at most ~158 000 decimal digits anyway).
 pub const MAX_PATH_CHARS: usize = 160_000;
+/// Most members all instance chains rebuilt by CAR import may hold together (every
+/// head's entry repeats the history it shares with other heads, as in the reference).
+/// Without sharing, a 10 000-block CAR holds at most 10 000 members.
+pub const MAX_CHAIN_MEMBERS: usize = 100_000;
