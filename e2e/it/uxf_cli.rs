@@ -256,3 +256,104 @@ fn unpack_of_token_e_alone_fails_like_the_reference() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MISSING_ELEMENT"));
 }
+
+/// A bundle of 61 token roots, each listing the one below twice as a nametag: 21 KB,
+/// it verifies, and its token would hold 2^61 roots. `unpack` refuses it with a typed
+/// error instead of allocating until the process aborts.
+#[test]
+fn unpack_refuses_a_bundle_whose_token_fans_out_exponentially() {
+    use sphere_profile::uxf::{Child, Element, ElementType, UxfPackage, Value};
+    let id = "cd".repeat(32);
+    let mut elements = serde_json::Map::new();
+    let mut put = |el: Element| {
+        let h = el.hash().unwrap();
+        let content: serde_json::Map<String, J> = el
+            .content
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_json()))
+            .collect();
+        let children: serde_json::Map<String, J> = el
+            .children
+            .iter()
+            .map(|(k, c)| {
+                let v = match c {
+                    Child::Null => J::Null,
+                    Child::Link(h) => J::String(h.to_hex()),
+                    Child::Links(v) => v.iter().map(|h| J::String(h.to_hex())).collect(),
+                };
+                (k.to_string(), v)
+            })
+            .collect();
+        elements.insert(
+            h.to_hex(),
+            serde_json::json!({
+                "header": {"representation": 1, "semantics": 1, "kind": "default", "predecessor": null},
+                "type": el.ty.id(),
+                "content": content,
+                "children": children,
+            }),
+        );
+        h
+    };
+    let state = put(Element::new(
+        ElementType::TokenState,
+        vec![
+            ("predicate".into(), Value::Text("ee".repeat(32))),
+            ("data".into(), Value::Null),
+        ],
+        vec![],
+    ));
+    let gdata = put(Element::new(
+        ElementType::GenesisData,
+        vec![("tokenId".into(), Value::Text(id.clone()))],
+        vec![],
+    ));
+    let genesis = put(Element::new(
+        ElementType::Genesis,
+        vec![],
+        vec![("data".into(), Child::Link(gdata))],
+    ));
+    let mut below = None;
+    for _ in 0..=60 {
+        let nametags = below.map_or_else(Vec::new, |b| vec![b, b]);
+        below = Some(put(Element::new(
+            ElementType::TokenRoot,
+            vec![
+                ("tokenId".into(), Value::Text(id.clone())),
+                ("version".into(), Value::Text("2.0".into())),
+            ],
+            vec![
+                ("genesis".into(), Child::Link(genesis)),
+                ("transactions".into(), Child::Links(vec![])),
+                ("state".into(), Child::Link(state)),
+                ("nametags".into(), Child::Links(nametags)),
+            ],
+        )));
+    }
+    let doc = serde_json::json!({
+        "uxf": "1.0.0",
+        "metadata": {"version": "1.0.0", "createdAt": 1, "updatedAt": 1},
+        "manifest": {id.clone(): below.unwrap().to_hex()},
+        "elements": elements,
+    });
+    let pkg = UxfPackage::from_json(&doc.to_string()).unwrap();
+    let car = pkg.to_car().unwrap();
+    assert!(car.len() < 32 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("fan.car");
+    std::fs::write(&p, &car).unwrap();
+    ok(&cli(&["uxf", "verify", p.to_str().unwrap()], dir.path()));
+    let out = cli(
+        &[
+            "uxf",
+            "unpack",
+            p.to_str().unwrap(),
+            "-o",
+            dir.path().join("x").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LIMIT_EXCEEDED"), "{err}");
+}

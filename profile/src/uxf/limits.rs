@@ -41,3 +41,15 @@ pub const MAX_PATH_CHARS: usize = 160_000;
 /// head's entry repeats the history it shares with other heads, as in the reference).
 /// Without sharing, a 10 000-block CAR holds at most 10 000 members.
 pub const MAX_CHAIN_MEMBERS: usize = 100_000;
+/// Most elements one assembled token may hold, nametags counted every time they are
+/// inlined (a nametag linked twice counts twice). A DAG of nametag roots each linking
+/// the one below twice stands for a token exponential in its size; this and
+/// [`MAX_ASSEMBLE_BYTES`] bound the output of `assemble` (and of `uxf unpack`). A token
+/// emits a handful of elements per transaction (the golden tokens consist of 8 to 29),
+/// so real tokens stay orders of magnitude below.
+pub const MAX_ASSEMBLE_ELEMENTS: usize = 100_000;
+/// Most canonical element bytes one assembled token may hold, counted like
+/// [`MAX_ASSEMBLE_ELEMENTS`] (large elements such as certificates and SMT paths would
+/// otherwise let few elements make a huge token). The token's JSON grows with it: byte
+/// fields are hex, SMT paths decimal.
+pub const MAX_ASSEMBLE_BYTES: usize = 16 * 1024 * 1024;
