@@ -286,7 +286,7 @@ impl<'a> Assembler<'a> {
             push(&mut data, gd, k);
         }
         if let Some(v) = gd.get("reason") {
-            data.push(entry("reason", reason::decode(v)));
+            data.push(entry("reason", reason::decode(v)?));
         }
         let gproof = self.proof(Self::opt_link(g, "inclusionProof")?)?;
         let genesis = Value::Map(vec![

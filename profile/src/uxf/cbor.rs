@@ -146,10 +146,36 @@ pub(crate) fn write(out: &mut Vec<u8>, v: &Cbor) {
 
 /// Decodes exactly one strict dag-cbor item filling all of `data`.
 pub fn decode(data: &[u8]) -> Result<Cbor> {
-    let mut r = Reader { data, pos: 0 };
-    let v = r.item(0)?;
+    decode_classified(data).map_err(|f| match f {
+        Failure::TooDeep(e) | Failure::Invalid(e) => e,
+    })
+}
+
+/// Why [`decode_classified`] failed.
+pub(crate) enum Failure {
+    /// The item nests deeper than [`MAX_CBOR_DEPTH`]; what was read up to there was
+    /// well formed.
+    TooDeep(UxfError),
+    /// Anything else: the bytes are not one strict dag-cbor item.
+    Invalid(UxfError),
+}
+
+/// [`decode`], telling the depth limit apart from malformed input (the genesis
+/// `reason` falls back to text for the latter only).
+pub(crate) fn decode_classified(data: &[u8]) -> std::result::Result<Cbor, Failure> {
+    let mut r = Reader::new(data);
+    let v = r.item(0).map_err(|e| {
+        if r.too_deep {
+            Failure::TooDeep(e)
+        } else {
+            Failure::Invalid(e)
+        }
+    })?;
     if r.pos != data.len() {
-        return Err(err!(SerializationError, "trailing bytes after cbor item"));
+        return Err(Failure::Invalid(err!(
+            SerializationError,
+            "trailing bytes after cbor item"
+        )));
     }
     Ok(v)
 }
@@ -226,6 +252,8 @@ impl DupCheck {
 pub(crate) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
+    /// The last error was the depth limit.
+    too_deep: bool,
 }
 
 fn bad(msg: &str) -> UxfError {
@@ -234,7 +262,11 @@ fn bad(msg: &str) -> UxfError {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
+        Self {
+            data,
+            pos: 0,
+            too_deep: false,
+        }
     }
 
     /// The next byte, not consumed.
@@ -397,6 +429,7 @@ impl<'a> Reader<'a> {
 
     fn item(&mut self, depth: usize) -> Result<Cbor> {
         if depth > MAX_CBOR_DEPTH {
+            self.too_deep = true;
             return Err(bad("nesting too deep"));
         }
         let ib = self.byte()?;

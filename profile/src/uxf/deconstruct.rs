@@ -243,7 +243,7 @@ impl Builder<'_> {
             "recipientDataHash".into(),
             hex_value(gdata.get("recipientDataHash"), true, "recipientDataHash")?,
         ));
-        gd.push(("reason".into(), reason::encode(gdata.get("reason"))));
+        gd.push(("reason".into(), reason::encode(gdata.get("reason"))?));
         let gdata_h = self.put(Element::new(ElementType::GenesisData, gd, vec![]))?;
 
         let gproof = match non_null(genesis.get("inclusionProof")) {
