@@ -14,10 +14,10 @@ use super::element::Pool;
 use super::element::{Child, Element, ElementType, Key, decode_hex};
 use super::error::{Result, err};
 use super::hash::ContentHash;
-use super::limits::MAX_NAMETAG_DEPTH;
+use super::limits::{MAX_CBOR_DEPTH, MAX_NAMETAG_DEPTH};
 use super::reason;
 use super::smt;
-use super::value::Value;
+use super::value::{Value, json_nests_deeper_than};
 
 /// Builds elements into a pool.
 pub(crate) struct Builder<'a> {
@@ -88,10 +88,26 @@ fn hex_value(v: Option<&J>, nullable: bool, what: &str) -> Result<Value> {
     }
 }
 
-fn push_verbatim(content: &mut Vec<(Key, Value)>, key: &'static str, v: Option<&J>) {
-    if let Some(v) = v {
-        content.push((Key::Borrowed(key), Value::from_json(v)));
+/// A token field copied into element content as it is, `levels` below the top of a
+/// content value (0 for the value itself). Refused (`LIMIT_EXCEEDED`) when it nests
+/// deeper than a bundle can hold: import decodes content values at CBOR depth 1, so
+/// with [`MAX_CBOR_DEPTH`] a value may nest `MAX_CBOR_DEPTH − 1` levels.
+fn verbatim(v: &J, levels: usize, what: &str) -> Result<Value> {
+    let room = MAX_CBOR_DEPTH.saturating_sub(1).saturating_sub(levels);
+    if json_nests_deeper_than(v, room) {
+        return Err(err!(
+            LimitExceeded,
+            "{what} nests deeper than a bundle can hold ({MAX_CBOR_DEPTH} CBOR levels)"
+        ));
     }
+    Ok(Value::from_json(v))
+}
+
+fn push_verbatim(content: &mut Vec<(Key, Value)>, key: &'static str, v: Option<&J>) -> Result<()> {
+    if let Some(v) = v {
+        content.push((Key::Borrowed(key), verbatim(v, 0, key)?));
+    }
+    Ok(())
 }
 
 fn non_null(v: Option<&J>) -> Option<&J> {
@@ -132,7 +148,7 @@ impl Builder<'_> {
 
     fn authenticator(&mut self, a: &J, ty: ElementType) -> Result<ContentHash> {
         let mut content = Vec::with_capacity(4);
-        push_verbatim(&mut content, "algorithm", a.get("algorithm"));
+        push_verbatim(&mut content, "algorithm", a.get("algorithm"))?;
         content.push((
             "publicKey".into(),
             hex_value(a.get("publicKey"), false, "authenticator.publicKey")?,
@@ -220,9 +236,10 @@ impl Builder<'_> {
             Some(J::Array(a)) => a
                 .iter()
                 .map(|e| match e.as_array().map(Vec::as_slice) {
+                    // coinData → entry → item: two levels down
                     Some([id, amount, ..]) => Ok(Value::Array(vec![
-                        Value::from_json(id),
-                        Value::from_json(amount),
+                        verbatim(id, 2, "coinData coin id")?,
+                        verbatim(amount, 2, "coinData amount")?,
                     ])),
                     _ => Err(err!(
                         InvalidPackage,
@@ -238,7 +255,7 @@ impl Builder<'_> {
             hex_value(gdata.get("tokenData"), false, "tokenData")?,
         ));
         gd.push(("salt".into(), hex_value(gdata.get("salt"), false, "salt")?));
-        push_verbatim(&mut gd, "recipient", gdata.get("recipient"));
+        push_verbatim(&mut gd, "recipient", gdata.get("recipient"))?;
         gd.push((
             "recipientDataHash".into(),
             hex_value(gdata.get("recipientDataHash"), true, "recipientDataHash")?,
@@ -284,7 +301,7 @@ impl Builder<'_> {
                         refs.push(Value::Bytes(h.as_bytes().to_vec()));
                     }
                     let mut c = Vec::with_capacity(5);
-                    push_verbatim(&mut c, "recipient", d.get("recipient"));
+                    push_verbatim(&mut c, "recipient", d.get("recipient"))?;
                     c.push((
                         "salt".into(),
                         hex_value(d.get("salt"), false, "transaction salt")?,
@@ -295,7 +312,10 @@ impl Builder<'_> {
                     ));
                     c.push((
                         "message".into(),
-                        d.get("message").map_or(Value::Null, Value::from_json),
+                        match d.get("message") {
+                            Some(m) => verbatim(m, 0, "transaction message")?,
+                            None => Value::Null,
+                        },
                     ));
                     c.push(("nametagRefs".into(), Value::Array(refs)));
                     Child::Link(self.put(Element::new(ElementType::TransactionData, c, vec![]))?)
@@ -326,7 +346,7 @@ impl Builder<'_> {
             nametags.push(self.token(nt, budget.saturating_sub(1))?);
         }
         let version = match non_null(token.get("version")) {
-            Some(v) => Value::from_json(v),
+            Some(v) => verbatim(v, 0, "version")?,
             None => Value::Text("2.0".to_owned()),
         };
         self.put(Element::new(
@@ -383,6 +403,97 @@ mod tests {
         let e = UxfPackage::new(1).ingest(&nested(101), 1).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidPackage);
         assert_eq!(e.message, "Maximum nametag nesting depth exceeded");
+    }
+
+    /// `levels` non-empty arrays around a string: nests exactly `levels` levels.
+    fn nest(levels: usize) -> J {
+        let mut v = json!("x");
+        for _ in 0..levels {
+            v = json!([v]);
+        }
+        v
+    }
+
+    /// `tok(1)` with one transaction and a genesis proof carrying an authenticator.
+    fn full_token() -> J {
+        let mut t = tok(1, vec![]);
+        t["genesis"]["inclusionProof"] = json!({
+            "authenticator": {"algorithm": "secp256k1", "publicKey": "aa", "signature": "bb", "stateHash": "cc"},
+            "merkleTreePath": {"root": "000000", "steps": [{"path": "1", "data": null}]},
+            "transactionHash": "dd",
+            "unicityCertificate": "ee",
+        });
+        t["transactions"] = json!([{
+            "data": {"sourceState": {"predicate": "01", "data": null}, "recipient": "r", "salt": "aa",
+                     "recipientDataHash": null, "message": null, "nametags": []},
+            "inclusionProof": null,
+        }]);
+        t
+    }
+
+    #[test]
+    fn fields_copied_verbatim_nest_at_most_what_import_reads() {
+        // import decodes content values one level down, so they hold 63 levels; a coin
+        // id or amount sits two levels below the coinData value
+        let content = MAX_CBOR_DEPTH - 1;
+        let cases: [(&str, &str, usize); 6] = [
+            ("/version", "/version", content),
+            (
+                "/genesis/data/recipient",
+                "/genesis/data/recipient",
+                content,
+            ),
+            (
+                "/genesis/data/coinData",
+                "/genesis/data/coinData/0/0",
+                content - 2,
+            ),
+            (
+                "/genesis/inclusionProof/authenticator/algorithm",
+                "/genesis/inclusionProof/authenticator/algorithm",
+                content,
+            ),
+            (
+                "/transactions/0/data/message",
+                "/transactions/0/data/message",
+                content,
+            ),
+            (
+                "/transactions/0/data/recipient",
+                "/transactions/0/data/recipient",
+                content,
+            ),
+        ];
+        for (set, get, room) in cases {
+            let with = |v: J| {
+                let mut t = full_token();
+                let v = if set.ends_with("coinData") {
+                    json!([[v, "5"]])
+                } else {
+                    v
+                };
+                *t.pointer_mut(set).unwrap() = v;
+                t
+            };
+            // the deepest that fits packs, imports and comes back unchanged
+            let mut pkg = UxfPackage::new(1);
+            pkg.ingest(&with(nest(room)), 1).unwrap();
+            let back = UxfPackage::from_car(&pkg.to_car().unwrap())
+                .unwrap_or_else(|e| panic!("{set}: {e}"));
+            let id = back.manifest().keys().next().unwrap().clone();
+            let tok = back.assemble(&id).unwrap().to_json();
+            assert_eq!(tok.pointer(get), Some(&nest(room)), "{set}");
+            // one level more is refused when packing, not when importing
+            let e = UxfPackage::new(1)
+                .ingest(&with(nest(room + 1)), 1)
+                .unwrap_err();
+            assert_eq!(e.code(), ErrorCode::LimitExceeded, "{set}: {e}");
+        }
+        // a deep reason object is refused the same way
+        let mut t = full_token();
+        t["genesis"]["data"]["reason"] = nest(MAX_CBOR_DEPTH + 1);
+        let e = UxfPackage::new(1).ingest(&t, 1).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::LimitExceeded);
     }
 
     #[test]
