@@ -357,3 +357,63 @@ fn unpack_refuses_a_bundle_whose_token_fans_out_exponentially() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("LIMIT_EXCEEDED"), "{err}");
 }
+
+/// Nametags nest up to 100 token roots; each adds two JSON levels, more than
+/// serde_json's default 128 allow. What `unpack` writes, `pack` reads again.
+#[test]
+fn pack_reads_every_token_unpack_writes() {
+    fn tok(i: usize, nametags: Vec<J>) -> J {
+        let b = format!("{:02x}", i % 250);
+        serde_json::json!({
+            "version": "2.0",
+            "state": {"predicate": b, "data": null},
+            "genesis": {"data": {"tokenId": b.repeat(32), "tokenType": "01", "coinData": null,
+                                 "tokenData": null, "salt": "aa", "recipient": "r",
+                                 "recipientDataHash": null, "reason": null},
+                        "inclusionProof": null},
+            "transactions": [],
+            "nametags": nametags,
+        })
+    }
+    let mut t = tok(0, vec![]);
+    for i in 1..100 {
+        t = tok(i, vec![t]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("deep.json");
+    std::fs::write(&input, serde_json::to_vec(&t).unwrap()).unwrap();
+    let pack = |from: &Path, to: &Path| {
+        let out = cli(
+            &[
+                "--json",
+                "uxf",
+                "pack",
+                from.to_str().unwrap(),
+                "-o",
+                to.to_str().unwrap(),
+                "--created-at",
+                "1700000000",
+            ],
+            dir.path(),
+        );
+        ok(&out);
+        let v: J = serde_json::from_slice(&out.stdout).unwrap();
+        v["root"].as_str().unwrap().to_owned()
+    };
+    let car = dir.path().join("deep.car");
+    let root = pack(&input, &car);
+    let out_dir = dir.path().join("tokens");
+    ok(&cli(
+        &[
+            "uxf",
+            "unpack",
+            car.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+        dir.path(),
+    ));
+    let unpacked = out_dir.join(format!("{}.json", "63".repeat(32)));
+    assert!(serde_json::from_slice::<J>(&std::fs::read(&unpacked).unwrap()).is_err());
+    assert_eq!(pack(&unpacked, &dir.path().join("again.car")), root);
+}

@@ -14,10 +14,56 @@ use super::element::Pool;
 use super::element::{Child, Element, ElementType, Key, decode_hex};
 use super::error::{Result, err};
 use super::hash::ContentHash;
-use super::limits::{MAX_CBOR_DEPTH, MAX_NAMETAG_DEPTH};
+use super::limits::{MAX_CBOR_DEPTH, MAX_NAMETAG_DEPTH, MAX_TOKEN_JSON_DEPTH};
 use super::reason;
 use super::smt;
 use super::value::{Value, json_nests_deeper_than};
+
+/// Parses token JSON (one token or an array of tokens) for [`crate::uxf::UxfPackage::ingest`]:
+/// nesting up to [`MAX_TOKEN_JSON_DEPTH`] is read, so every token `assemble` produces
+/// parses again (serde_json's default stops at 128 levels, and a token nests 5 levels
+/// per nametag). The depth is checked on the raw text before parsing, without
+/// recursion, so the recursive parser never goes deeper than the bound.
+///
+/// Errors: `SERIALIZATION_ERROR` for text that is not JSON, `LIMIT_EXCEEDED` beyond the
+/// depth bound.
+pub fn parse_token_json(text: &[u8]) -> Result<J> {
+    let mut depth = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth = depth.saturating_add(1);
+                if depth > MAX_TOKEN_JSON_DEPTH {
+                    return Err(err!(
+                        LimitExceeded,
+                        "token JSON nests deeper than {MAX_TOKEN_JSON_DEPTH} levels"
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(text);
+    // bounded above: at most MAX_TOKEN_JSON_DEPTH levels of recursion
+    de.disable_recursion_limit();
+    let v = <J as serde::Deserialize>::deserialize(&mut de)
+        .map_err(|e| err!(SerializationError, "invalid JSON: {e}"))?;
+    de.end()
+        .map_err(|e| err!(SerializationError, "invalid JSON: {e}"))?;
+    Ok(v)
+}
 
 /// Builds elements into a pool.
 pub(crate) struct Builder<'a> {
@@ -494,6 +540,107 @@ mod tests {
         t["genesis"]["data"]["reason"] = nest(MAX_CBOR_DEPTH + 1);
         let e = UxfPackage::new(1).ingest(&t, 1).unwrap_err();
         assert_eq!(e.code(), ErrorCode::LimitExceeded);
+    }
+
+    /// Nesting of arrays and objects in JSON text (the outermost counts as 1).
+    fn text_depth(text: &[u8]) -> usize {
+        let (mut d, mut max, mut s, mut esc) = (0usize, 0usize, false, false);
+        for &b in text {
+            match (s, esc, b) {
+                (true, true, _) => esc = false,
+                (true, false, b'\\') => esc = true,
+                (true, false, b'"') | (false, _, b'"') => s = !s,
+                (false, _, b'[' | b'{') => {
+                    d += 1;
+                    max = max.max(d);
+                }
+                (false, _, b']' | b'}') => d -= 1,
+                _ => {}
+            }
+        }
+        max
+    }
+
+    /// The deepest token `assemble` can give: `MAX_NAMETAG_DEPTH` roots, each carried in
+    /// the transfer data of the one above, the innermost with an authenticator whose
+    /// `algorithm` nests as deep as import allows.
+    fn deepest_token() -> J {
+        let mut algorithm = json!([]);
+        for _ in 0..MAX_CBOR_DEPTH - 1 {
+            algorithm = json!([algorithm]);
+        }
+        let mut t = full_token();
+        t["transactions"][0]["inclusionProof"] = json!({
+            "authenticator": {"algorithm": algorithm, "publicKey": "aa", "signature": "bb", "stateHash": "cc"},
+            "merkleTreePath": {"root": "000000", "steps": [{"path": "1", "data": null}]},
+            "transactionHash": "dd",
+            "unicityCertificate": "ee",
+        });
+        for i in 1..MAX_NAMETAG_DEPTH {
+            let mut outer = full_token();
+            let id = format!("{:02x}", i % 250 + 2).repeat(32);
+            outer["genesis"]["data"]["tokenId"] = json!(id);
+            outer["transactions"][0]["data"]["nametags"] = json!([t]);
+            t = outer;
+        }
+        t
+    }
+
+    #[test]
+    fn every_token_assemble_produces_parses_again() {
+        let mut pkg = UxfPackage::new(1);
+        let root = pkg.ingest(&deepest_token(), 1).unwrap();
+        let id = pkg.manifest().keys().next().unwrap().clone();
+        let out = pkg.assemble(&id).unwrap();
+        let text = serde_json::to_vec_pretty(&out).unwrap();
+        // one level short of the bound: the bound also allows an array of tokens
+        assert_eq!(text_depth(&text), MAX_TOKEN_JSON_DEPTH - 1);
+        // serde_json's default parser refuses what unpack wrote …
+        let e = serde_json::from_slice::<J>(&text).unwrap_err();
+        assert!(e.to_string().contains("recursion limit"), "{e}");
+        // … the token parser reads it, and it packs to the same root
+        let back = parse_token_json(&text).unwrap();
+        assert_eq!(UxfPackage::new(1).ingest(&back, 1).unwrap(), root);
+        let mut arr = b"[".to_vec();
+        arr.extend_from_slice(&text);
+        arr.push(b']');
+        assert_eq!(text_depth(&arr), MAX_TOKEN_JSON_DEPTH);
+        assert!(matches!(parse_token_json(&arr).unwrap(), J::Array(a) if a.len() == 1));
+        // one level more is refused by count, before parsing
+        let mut deeper = b"[".to_vec();
+        deeper.extend_from_slice(&arr);
+        deeper.push(b']');
+        let e = parse_token_json(&deeper).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::LimitExceeded);
+    }
+
+    #[test]
+    fn token_json_parser_refuses_depth_by_counting_and_bad_json_by_type() {
+        // far deeper than any stack: refused without recursion
+        let deep = vec![b'['; 1_000_000];
+        assert_eq!(
+            parse_token_json(&deep).unwrap_err().code(),
+            ErrorCode::LimitExceeded
+        );
+        // brackets inside strings are text, escaped quotes do not end a string
+        let mut s = String::from("{\"a\":\"\\\"");
+        s.push_str(&"[".repeat(MAX_TOKEN_JSON_DEPTH + 1));
+        s.push_str("\"}");
+        assert_eq!(
+            parse_token_json(s.as_bytes()).unwrap()["a"]
+                .as_str()
+                .unwrap()
+                .len(),
+            MAX_TOKEN_JSON_DEPTH + 2
+        );
+        for bad in [&b"{"[..], b"[1,]", b"{} {}", b"\"\\", b""] {
+            assert_eq!(
+                parse_token_json(bad).unwrap_err().code(),
+                ErrorCode::SerializationError,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

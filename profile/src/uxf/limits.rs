@@ -53,3 +53,12 @@ pub const MAX_ASSEMBLE_ELEMENTS: usize = 100_000;
 /// otherwise let few elements make a huge token). The token's JSON grows with it: byte
 /// fields are hex, SMT paths decimal.
 pub const MAX_ASSEMBLE_BYTES: usize = 16 * 1024 * 1024;
+/// Deepest JSON [`crate::uxf::parse_token_json`] reads, in nested arrays and objects
+/// (the outermost counts as 1): the deepest token `assemble` can produce — 5 levels for
+/// each of [`MAX_NAMETAG_DEPTH`] roots (a root's object, then `transactions`, a
+/// transaction, its `data` and `nametags` down to the next root carried in transfer
+/// data; for the innermost, `transactions`, a transaction, `inclusionProof` and
+/// `authenticator`), then [`MAX_CBOR_DEPTH`] levels of content — plus 1 for a file
+/// holding an array of tokens. serde_json's own default (128) would refuse tokens that
+/// `uxf unpack` writes.
+pub const MAX_TOKEN_JSON_DEPTH: usize = 5 * (MAX_NAMETAG_DEPTH as usize) + MAX_CBOR_DEPTH + 1;
