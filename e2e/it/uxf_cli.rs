@@ -256,3 +256,164 @@ fn unpack_of_token_e_alone_fails_like_the_reference() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MISSING_ELEMENT"));
 }
+
+/// A bundle of 61 token roots, each listing the one below twice as a nametag: 21 KB,
+/// it verifies, and its token would hold 2^61 roots. `unpack` refuses it with a typed
+/// error instead of allocating until the process aborts.
+#[test]
+fn unpack_refuses_a_bundle_whose_token_fans_out_exponentially() {
+    use sphere_profile::uxf::{Child, Element, ElementType, UxfPackage, Value};
+    let id = "cd".repeat(32);
+    let mut elements = serde_json::Map::new();
+    let mut put = |el: Element| {
+        let h = el.hash().unwrap();
+        let content: serde_json::Map<String, J> = el
+            .content
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_json()))
+            .collect();
+        let children: serde_json::Map<String, J> = el
+            .children
+            .iter()
+            .map(|(k, c)| {
+                let v = match c {
+                    Child::Null => J::Null,
+                    Child::Link(h) => J::String(h.to_hex()),
+                    Child::Links(v) => v.iter().map(|h| J::String(h.to_hex())).collect(),
+                };
+                (k.to_string(), v)
+            })
+            .collect();
+        elements.insert(
+            h.to_hex(),
+            serde_json::json!({
+                "header": {"representation": 1, "semantics": 1, "kind": "default", "predecessor": null},
+                "type": el.ty.id(),
+                "content": content,
+                "children": children,
+            }),
+        );
+        h
+    };
+    let state = put(Element::new(
+        ElementType::TokenState,
+        vec![
+            ("predicate".into(), Value::Text("ee".repeat(32))),
+            ("data".into(), Value::Null),
+        ],
+        vec![],
+    ));
+    let gdata = put(Element::new(
+        ElementType::GenesisData,
+        vec![("tokenId".into(), Value::Text(id.clone()))],
+        vec![],
+    ));
+    let genesis = put(Element::new(
+        ElementType::Genesis,
+        vec![],
+        vec![("data".into(), Child::Link(gdata))],
+    ));
+    let mut below = None;
+    for _ in 0..=60 {
+        let nametags = below.map_or_else(Vec::new, |b| vec![b, b]);
+        below = Some(put(Element::new(
+            ElementType::TokenRoot,
+            vec![
+                ("tokenId".into(), Value::Text(id.clone())),
+                ("version".into(), Value::Text("2.0".into())),
+            ],
+            vec![
+                ("genesis".into(), Child::Link(genesis)),
+                ("transactions".into(), Child::Links(vec![])),
+                ("state".into(), Child::Link(state)),
+                ("nametags".into(), Child::Links(nametags)),
+            ],
+        )));
+    }
+    let doc = serde_json::json!({
+        "uxf": "1.0.0",
+        "metadata": {"version": "1.0.0", "createdAt": 1, "updatedAt": 1},
+        "manifest": {id.clone(): below.unwrap().to_hex()},
+        "elements": elements,
+    });
+    let pkg = UxfPackage::from_json(&doc.to_string()).unwrap();
+    let car = pkg.to_car().unwrap();
+    assert!(car.len() < 32 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("fan.car");
+    std::fs::write(&p, &car).unwrap();
+    ok(&cli(&["uxf", "verify", p.to_str().unwrap()], dir.path()));
+    let out = cli(
+        &[
+            "uxf",
+            "unpack",
+            p.to_str().unwrap(),
+            "-o",
+            dir.path().join("x").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LIMIT_EXCEEDED"), "{err}");
+}
+
+/// Nametags nest up to 100 token roots; each adds two JSON levels, more than
+/// serde_json's default 128 allow. What `unpack` writes, `pack` reads again.
+#[test]
+fn pack_reads_every_token_unpack_writes() {
+    fn tok(i: usize, nametags: Vec<J>) -> J {
+        let b = format!("{:02x}", i % 250);
+        serde_json::json!({
+            "version": "2.0",
+            "state": {"predicate": b, "data": null},
+            "genesis": {"data": {"tokenId": b.repeat(32), "tokenType": "01", "coinData": null,
+                                 "tokenData": null, "salt": "aa", "recipient": "r",
+                                 "recipientDataHash": null, "reason": null},
+                        "inclusionProof": null},
+            "transactions": [],
+            "nametags": nametags,
+        })
+    }
+    let mut t = tok(0, vec![]);
+    for i in 1..100 {
+        t = tok(i, vec![t]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("deep.json");
+    std::fs::write(&input, serde_json::to_vec(&t).unwrap()).unwrap();
+    let pack = |from: &Path, to: &Path| {
+        let out = cli(
+            &[
+                "--json",
+                "uxf",
+                "pack",
+                from.to_str().unwrap(),
+                "-o",
+                to.to_str().unwrap(),
+                "--created-at",
+                "1700000000",
+            ],
+            dir.path(),
+        );
+        ok(&out);
+        let v: J = serde_json::from_slice(&out.stdout).unwrap();
+        v["root"].as_str().unwrap().to_owned()
+    };
+    let car = dir.path().join("deep.car");
+    let root = pack(&input, &car);
+    let out_dir = dir.path().join("tokens");
+    ok(&cli(
+        &[
+            "uxf",
+            "unpack",
+            car.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+        dir.path(),
+    ));
+    let unpacked = out_dir.join(format!("{}.json", "63".repeat(32)));
+    assert!(serde_json::from_slice::<J>(&std::fs::read(&unpacked).unwrap()).is_err());
+    assert_eq!(pack(&unpacked, &dir.path().join("again.car")), root);
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde_json::json;
-use sphere_profile::uxf::{UxfError, UxfPackage, Value};
+use sphere_profile::uxf::{UxfError, UxfPackage, Value, parse_token_json};
 
 use crate::args::{UxfCommand, UxfPackArgs, UxfUnpackArgs};
 use crate::exit::user;
@@ -46,8 +46,9 @@ fn pack(a: &UxfPackArgs, printer: &Printer) -> anyhow::Result<()> {
     let mut count = 0usize;
     for path in &a.tokens {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|e| user(format!("{}: not JSON: {e}", path.display())))?;
+        // the library's parser reads every token `uxf unpack` writes (nametags nest
+        // deeper than serde_json's default recursion limit allows)
+        let v = parse_token_json(&text).map_err(|e| bad_input(path, &e))?;
         let tokens = match v {
             serde_json::Value::Array(a) => a,
             one => vec![one],

@@ -3,17 +3,25 @@
 //! Every element fetched is re-hashed against the hash it was fetched by (after the
 //! instance-chain strategy picked it), its type is checked against its role, and a
 //! verified hash may be revisited (DAG diamonds). Nametag recursion shares the
-//! deconstruct budget ([`MAX_NAMETAG_DEPTH`]), which bounds it. The output is a
+//! deconstruct budget ([`MAX_NAMETAG_DEPTH`]), which bounds its depth. The output is a
 //! [`Value::Map`] tree in the reference's key order.
+//!
+//! Nametags are inlined whole wherever they are linked, so a small DAG can stand for
+//! an exponentially large token (a chain of roots each listing the root below twice).
+//! Each assembly therefore has an output budget: every element emitted counts, as one
+//! element and as its canonical size, and past [`MAX_ASSEMBLE_ELEMENTS`] or
+//! [`MAX_ASSEMBLE_BYTES`] the assembly stops with `LIMIT_EXCEEDED`. Within the budget,
+//! what is costly to redo is done once: an element is re-hashed once, a chain's
+//! selected instance looked up once, an SMT path blob converted to JSON once.
 
-use super::hash::HashSet;
+use super::hash::HashMap;
 
 use super::chain::{InstanceChains, Strategy};
 use super::element::Pool;
 use super::element::{Child, Element, ElementType};
 use super::error::{Result, err};
 use super::hash::ContentHash;
-use super::limits::MAX_NAMETAG_DEPTH;
+use super::limits::{MAX_ASSEMBLE_BYTES, MAX_ASSEMBLE_ELEMENTS, MAX_NAMETAG_DEPTH};
 use super::reason;
 use super::smt;
 use super::value::Value;
@@ -22,8 +30,16 @@ pub(crate) struct Assembler<'a> {
     pub(crate) pool: &'a Pool,
     pub(crate) chains: &'a InstanceChains,
     pub(crate) strategy: &'a Strategy,
-    verified: HashSet,
+    /// Canonical size of each element verified so far (each is re-hashed once).
+    verified: HashMap<usize>,
     buf: Vec<u8>,
+    /// Elements emitted so far, and their canonical bytes.
+    emitted: usize,
+    emitted_bytes: usize,
+    /// The instance each chain (by position) resolves to under the strategy.
+    selected: std::collections::HashMap<usize, ContentHash>,
+    /// SMT path JSON by smt-path element (the decimal conversion is the costly part).
+    paths: HashMap<Value>,
 }
 
 fn entry(k: &str, v: Value) -> (String, Value) {
@@ -50,28 +66,65 @@ impl<'a> Assembler<'a> {
             pool,
             chains,
             strategy,
-            verified: HashSet::default(),
+            verified: HashMap::default(),
             buf: Vec::with_capacity(512),
+            emitted: 0,
+            emitted_bytes: 0,
+            selected: std::collections::HashMap::new(),
+            paths: HashMap::default(),
         }
     }
 
-    fn fetch(&mut self, h: ContentHash, ty: ElementType) -> Result<&'a Element> {
+    /// Counts one more element of `size` canonical bytes against the output budget.
+    fn charge(&mut self, size: usize) -> Result<()> {
+        self.emitted = self.emitted.saturating_add(1);
+        self.emitted_bytes = self.emitted_bytes.saturating_add(size);
+        if self.emitted > MAX_ASSEMBLE_ELEMENTS || self.emitted_bytes > MAX_ASSEMBLE_BYTES {
+            return Err(err!(
+                LimitExceeded,
+                "assembled token would hold more than {MAX_ASSEMBLE_ELEMENTS} elements or \
+                 {MAX_ASSEMBLE_BYTES} element bytes (nametags are inlined wherever they \
+                 are linked)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The instance the strategy picks for `h`, computed once per chain.
+    fn resolve(&mut self, h: ContentHash) -> ContentHash {
+        let Some(i) = self.chains.position(&h) else {
+            return h;
+        };
+        if let Some(sel) = self.selected.get(&i) {
+            return *sel;
+        }
         let sel = self.chains.resolve(&h, self.strategy, self.pool);
+        self.selected.insert(i, sel);
+        sel
+    }
+
+    fn fetch(&mut self, h: ContentHash, ty: ElementType) -> Result<&'a Element> {
+        let sel = self.resolve(h);
         let el = self
             .pool
             .get(&sel)
             .ok_or_else(|| err!(MissingElement, "Element {sel} not in pool"))?;
-        if !self.verified.contains(&sel) {
-            self.buf.clear();
-            el.write_canonical(&mut self.buf)?;
-            if ContentHash::digest(&self.buf) != sel {
-                return Err(err!(
-                    VerificationFailed,
-                    "Element {sel} does not match its hash"
-                ));
+        let size = match self.verified.get(&sel) {
+            Some(n) => *n,
+            None => {
+                self.buf.clear();
+                el.write_canonical(&mut self.buf)?;
+                if ContentHash::digest(&self.buf) != sel {
+                    return Err(err!(
+                        VerificationFailed,
+                        "Element {sel} does not match its hash"
+                    ));
+                }
+                self.verified.insert(sel, self.buf.len());
+                self.buf.len()
             }
-            self.verified.insert(sel);
-        }
+        };
+        self.charge(size)?;
         if el.ty != ty {
             return Err(err!(
                 TypeMismatch,
@@ -130,13 +183,20 @@ impl<'a> Assembler<'a> {
             Some(a) => self.auth(a, ElementType::Authenticator)?,
             None => Value::Null,
         };
-        let path_el = self.fetch(Self::link(el, "merkleTreePath")?, ElementType::SmtPath)?;
-        let blob = match path_el.get("cbor") {
-            Some(Value::Bytes(b)) => b.clone(),
-            Some(Value::Text(s)) => super::element::decode_hex(s)?,
-            _ => return Err(err!(SerializationError, "smt-path without cbor")),
+        let path_h = Self::link(el, "merkleTreePath")?;
+        let path_el = self.fetch(path_h, ElementType::SmtPath)?;
+        let path = match self.paths.get(&path_h) {
+            Some(p) => p.clone(),
+            None => {
+                let p = match path_el.get("cbor") {
+                    Some(Value::Bytes(b)) => smt::blob_to_json(b)?,
+                    Some(Value::Text(s)) => smt::blob_to_json(&super::element::decode_hex(s)?)?,
+                    _ => return Err(err!(SerializationError, "smt-path without cbor")),
+                };
+                self.paths.insert(path_h, p.clone());
+                p
+            }
         };
-        let path = smt::blob_to_json(&blob)?;
         let cert = self.fetch(
             Self::link(el, "unicityCertificate")?,
             ElementType::UnicityCertificate,
@@ -226,7 +286,7 @@ impl<'a> Assembler<'a> {
             push(&mut data, gd, k);
         }
         if let Some(v) = gd.get("reason") {
-            data.push(entry("reason", reason::decode(v)));
+            data.push(entry("reason", reason::decode(v)?));
         }
         let gproof = self.proof(Self::opt_link(g, "inclusionProof")?)?;
         let genesis = Value::Map(vec![
@@ -290,4 +350,155 @@ pub(crate) fn assemble(
     state: Option<usize>,
 ) -> Result<Value> {
     Assembler::new(pool, chains, strategy).token_at(root, state, MAX_NAMETAG_DEPTH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uxf::{ErrorCode, UxfPackage};
+
+    /// Token roots stacked `depth` high above a bare root, each listing the root below
+    /// `fan` times as a nametag (all of one token id, genesis and state shared).
+    fn stacked_nametags(depth: usize, fan: usize) -> (UxfPackage, String) {
+        stacked_nametags_with_state(depth, fan, 0)
+    }
+
+    /// The same, the shared state carrying `data_len` bytes of data.
+    fn stacked_nametags_with_state(
+        depth: usize,
+        fan: usize,
+        data_len: usize,
+    ) -> (UxfPackage, String) {
+        let id = "cd".repeat(32);
+        let mut pkg = UxfPackage::new(1);
+        let mut put = |el: Element| {
+            let h = el.hash().unwrap();
+            pkg.pool.insert(h, el);
+            h
+        };
+        let state = put(Element::new(
+            ElementType::TokenState,
+            vec![
+                ("predicate".into(), Value::Text("ee".repeat(32))),
+                ("data".into(), Value::Bytes(vec![0x5a; data_len])),
+            ],
+            vec![],
+        ));
+        let gdata = put(Element::new(
+            ElementType::GenesisData,
+            vec![("tokenId".into(), Value::Text(id.clone()))],
+            vec![],
+        ));
+        let genesis = put(Element::new(
+            ElementType::Genesis,
+            vec![],
+            vec![
+                ("data".into(), Child::Link(gdata)),
+                ("destinationState".into(), Child::Link(state)),
+            ],
+        ));
+        let mut below: Option<ContentHash> = None;
+        for _ in 0..=depth {
+            let nametags = below.map_or_else(Vec::new, |b| vec![b; fan]);
+            below = Some(put(Element::new(
+                ElementType::TokenRoot,
+                vec![
+                    ("tokenId".into(), Value::Text(id.clone())),
+                    ("version".into(), Value::Text("2.0".into())),
+                ],
+                vec![
+                    ("genesis".into(), Child::Link(genesis)),
+                    ("transactions".into(), Child::Links(vec![])),
+                    ("state".into(), Child::Link(state)),
+                    ("nametags".into(), Child::Links(nametags)),
+                ],
+            )));
+        }
+        pkg.manifest.insert(id.clone(), below.unwrap());
+        (pkg, id)
+    }
+
+    /// Token objects in an assembled token, itself included.
+    fn tokens_in(v: &Value) -> usize {
+        let mut n = 0;
+        let mut stack = vec![v];
+        while let Some(t) = stack.pop() {
+            n += 1;
+            if let Some(Value::Array(nt)) = t.get("nametags") {
+                stack.extend(nt);
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn nametag_fan_out_is_bounded_by_the_output_budget() {
+        // each root costs 4 elements (root, genesis, genesis-data, state), and a stack
+        // of d roots above the bottom one with fan 2 holds 2^(d+1) − 1 roots
+        let cost = cost_in_elements;
+        assert!(cost(13) <= MAX_ASSEMBLE_ELEMENTS && cost(14) > MAX_ASSEMBLE_ELEMENTS);
+
+        let (pkg, id) = stacked_nametags(13, 2);
+        let tok = pkg.assemble(&id).unwrap();
+        assert_eq!(tokens_in(&tok), 2usize.pow(14) - 1);
+
+        // (codes only: a failing unwrap_err would print the whole token)
+        let (pkg, id) = stacked_nametags(14, 2);
+        assert_eq!(code(pkg.assemble(&id)), Some(ErrorCode::LimitExceeded));
+
+        // the audit's bundle: 61 roots, 21 KB as a CAR, passes verify; its token
+        // would hold 2^61 roots. Unpacking it is now a typed error.
+        let (pkg, id) = stacked_nametags(60, 2);
+        let car = pkg.to_car().unwrap();
+        assert!(car.len() < 32 * 1024);
+        let back = UxfPackage::from_car(&car).unwrap();
+        assert!(back.verify().valid);
+        for r in [
+            back.assemble(&id),
+            back.assemble_at_state(&id, 0),
+            back.assemble_with(&id, &Strategy::Original),
+        ] {
+            assert_eq!(code(r), Some(ErrorCode::LimitExceeded));
+        }
+        assert_eq!(code(back.assemble_all()), Some(ErrorCode::LimitExceeded));
+    }
+
+    #[test]
+    fn large_elements_count_by_size() {
+        // 60 KB of state data per root: 127 roots (7.6 MB) fit, 1 023 roots (61 MB)
+        // do not, long before the element count would stop them
+        let data = 60_000;
+        let (pkg, id) = stacked_nametags_with_state(6, 2, data);
+        let tok = pkg.assemble(&id).unwrap();
+        assert_eq!(tokens_in(&tok), 127);
+        assert_eq!(
+            tok.get("state")
+                .and_then(|s| s.get("data"))
+                .and_then(Value::as_str)
+                .map(str::len),
+            Some(2 * data)
+        );
+        let (pkg, id) = stacked_nametags_with_state(9, 2, data);
+        assert!(cost_in_elements(9) < MAX_ASSEMBLE_ELEMENTS);
+        assert!(1023 * data > MAX_ASSEMBLE_BYTES);
+        assert_eq!(code(pkg.assemble(&id)), Some(ErrorCode::LimitExceeded));
+    }
+
+    fn code<T>(r: crate::uxf::Result<T>) -> Option<ErrorCode> {
+        r.err().map(|e| e.code())
+    }
+
+    fn cost_in_elements(d: u32) -> usize {
+        4 * (2usize.pow(d + 1) - 1)
+    }
+
+    #[test]
+    fn deep_single_nametag_chains_stay_within_the_depth_budget() {
+        // fan 1 is linear: the depth limit, not the output budget, applies
+        let (pkg, id) = stacked_nametags(MAX_NAMETAG_DEPTH as usize - 1, 1);
+        let tok = pkg.assemble(&id).unwrap();
+        assert_eq!(tokens_in(&tok), MAX_NAMETAG_DEPTH as usize);
+        let (pkg, id) = stacked_nametags(MAX_NAMETAG_DEPTH as usize, 1);
+        assert_eq!(code(pkg.assemble(&id)), Some(ErrorCode::InvalidPackage));
+    }
 }

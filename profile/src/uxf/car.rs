@@ -505,6 +505,67 @@ mod tests {
         );
     }
 
+    /// An empty package's CAR with `extra` element blocks appended (not reachable from
+    /// the manifest: import keeps them anyway).
+    fn car_with(extra: &[Element]) -> Vec<u8> {
+        let mut blocks = UxfPackage::new(1).car_blocks().unwrap();
+        for el in extra {
+            blocks.push((el.hash().unwrap(), el.canonical_bytes().unwrap()));
+        }
+        futures::executor::block_on(async {
+            let mut w = CarWriter::new(CarHeader::new_v1(vec![blocks[0].0.to_cid()]), Vec::new());
+            for (h, b) in &blocks {
+                w.write(h.to_cid(), b).await.unwrap();
+            }
+            w.finish().await.unwrap()
+        })
+    }
+
+    /// `len` chained token-states and `heads` heads naming the newest (the audit's CAR).
+    fn shared_history(len: usize, heads: usize) -> Vec<Element> {
+        let mk = |i: usize, p: Option<ContentHash>| {
+            let mut el = Element::new(
+                ElementType::TokenState,
+                vec![
+                    ("predicate".into(), Value::Text(format!("{i:064x}"))),
+                    ("data".into(), Value::Null),
+                ],
+                vec![],
+            );
+            el.header.predecessor = p;
+            el
+        };
+        let mut out = Vec::new();
+        let mut prev = None;
+        for i in 0..len {
+            let el = mk(i, prev);
+            prev = Some(el.hash().unwrap());
+            out.push(el);
+        }
+        for j in 0..heads {
+            out.push(mk(j.saturating_add(1_000_000), prev));
+        }
+        out
+    }
+
+    #[test]
+    fn chain_rebuild_on_import_is_bounded() {
+        // 4 999 + 4 999 blocks (1.7 MB, within every CAR limit) used to rebuild ~25
+        // million chain members; now the import stops at the member budget
+        let car = car_with(&shared_history(4_999, 4_999));
+        assert!(car.len() < CAR_IMPORT_MAX_TOTAL_BYTES);
+        let code = UxfPackage::from_car(&car).err().map(|e| e.code());
+        assert_eq!(code, Some(super::super::ErrorCode::LimitExceeded));
+        // a small shared history imports with the reference's index: one entry per head
+        let pkg = UxfPackage::from_car(&car_with(&shared_history(50, 50))).unwrap();
+        assert_eq!(pkg.chains().len(), 50);
+        assert!(pkg.chains().entries().iter().all(|e| e.chain.len() == 51));
+        // and so does one long chain
+        let pkg = UxfPackage::from_car(&car_with(&shared_history(9_000, 1))).unwrap();
+        assert_eq!(pkg.chains().len(), 1);
+        assert_eq!(pkg.chains().entries()[0].chain.len(), 9_001);
+    }
+
     #[test]
     fn zero_roots_and_two_roots_are_invalid_package() {
         let pkg = UxfPackage::new(1);

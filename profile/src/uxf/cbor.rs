@@ -146,10 +146,36 @@ pub(crate) fn write(out: &mut Vec<u8>, v: &Cbor) {
 
 /// Decodes exactly one strict dag-cbor item filling all of `data`.
 pub fn decode(data: &[u8]) -> Result<Cbor> {
-    let mut r = Reader { data, pos: 0 };
-    let v = r.item(0)?;
+    decode_classified(data).map_err(|f| match f {
+        Failure::TooDeep(e) | Failure::Invalid(e) => e,
+    })
+}
+
+/// Why [`decode_classified`] failed.
+pub(crate) enum Failure {
+    /// The item nests deeper than [`MAX_CBOR_DEPTH`]; what was read up to there was
+    /// well formed.
+    TooDeep(UxfError),
+    /// Anything else: the bytes are not one strict dag-cbor item.
+    Invalid(UxfError),
+}
+
+/// [`decode`], telling the depth limit apart from malformed input (the genesis
+/// `reason` falls back to text for the latter only).
+pub(crate) fn decode_classified(data: &[u8]) -> std::result::Result<Cbor, Failure> {
+    let mut r = Reader::new(data);
+    let v = r.item(0).map_err(|e| {
+        if r.too_deep {
+            Failure::TooDeep(e)
+        } else {
+            Failure::Invalid(e)
+        }
+    })?;
     if r.pos != data.len() {
-        return Err(err!(SerializationError, "trailing bytes after cbor item"));
+        return Err(Failure::Invalid(err!(
+            SerializationError,
+            "trailing bytes after cbor item"
+        )));
     }
     Ok(v)
 }
@@ -167,6 +193,21 @@ pub(crate) struct DupCheck {
 
 const DUP_INLINE: usize = 16;
 
+#[cfg(test)]
+thread_local! {
+    /// Key comparisons and hash-set insertions made by duplicate checks on this thread
+    /// (tests bound decoding work by counting, not by timing).
+    pub(crate) static KEY_PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn probe(n: usize) {
+    KEY_PROBES.with(|c| c.set(c.get().saturating_add(n)));
+}
+
+#[cfg(not(test))]
+fn probe(_: usize) {}
+
 impl Default for DupCheck {
     fn default() -> Self {
         Self {
@@ -181,9 +222,11 @@ impl DupCheck {
     /// Records `k`; false if it was already there.
     pub(crate) fn insert(&mut self, k: &Key) -> bool {
         if let Some(set) = &mut self.large {
+            probe(1);
             return set.insert(k.clone());
         }
         let seen = self.inline.get(..self.len).unwrap_or_default();
+        probe(seen.len());
         if seen.iter().flatten().any(|x| x == k) {
             return false;
         }
@@ -209,6 +252,8 @@ impl DupCheck {
 pub(crate) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
+    /// The last error was the depth limit.
+    too_deep: bool,
 }
 
 fn bad(msg: &str) -> UxfError {
@@ -217,7 +262,11 @@ fn bad(msg: &str) -> UxfError {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
+        Self {
+            data,
+            pos: 0,
+            too_deep: false,
+        }
     }
 
     /// The next byte, not consumed.
@@ -380,6 +429,7 @@ impl<'a> Reader<'a> {
 
     fn item(&mut self, depth: usize) -> Result<Cbor> {
         if depth > MAX_CBOR_DEPTH {
+            self.too_deep = true;
             return Err(bad("nesting too deep"));
         }
         let ib = self.byte()?;

@@ -9,7 +9,7 @@ use super::element::Pool;
 use super::element::{Element, validate_kind};
 use super::error::{ErrorCode, Result, err};
 use super::hash::ContentHash;
-use super::limits::MAX_HEADER_NUMBER;
+use super::limits::{MAX_CHAIN_MEMBERS, MAX_HEADER_NUMBER};
 
 /// One chain: head (newest) first, tail (oldest, predecessor null) last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +174,12 @@ impl InstanceChains {
     /// The chain `h` belongs to.
     pub fn get(&self, h: &ContentHash) -> Option<&ChainEntry> {
         self.index.get(h).and_then(|i| self.entries.get(*i))
+    }
+
+    /// The position in [`Self::entries`] of the chain `h` belongs to: walkers use it to
+    /// expand each chain once, not once per member.
+    pub(crate) fn position(&self, h: &ContentHash) -> Option<usize> {
+        self.index.get(h).copied()
     }
 
     /// Replaces all chains (chains of length ≤ 1 are dropped) and re-indexes.
@@ -415,9 +421,22 @@ impl InstanceChains {
 
     /// Rebuilds chains from predecessor links, as CAR import does (§10.5): heads are
     /// elements with a predecessor that are nobody's predecessor.
+    ///
+    /// As in the reference, every head gets its own entry holding its whole walk to the
+    /// tail, so heads sharing a history repeat it: the index is quadratic in the worst
+    /// case (n heads naming the newest of n chained elements hold n² members). The
+    /// members of all entries together are therefore capped at [`MAX_CHAIN_MEMBERS`]
+    /// (`LIMIT_EXCEEDED` beyond, counted while walking, so the work is bounded too).
     pub fn rebuild_from_predecessors(pool: &Pool) -> Result<Self> {
         let preds: HashSet = pool.values().filter_map(|e| e.header.predecessor).collect();
         let mut entries = Vec::new();
+        let mut members = 0usize;
+        let over_budget = || {
+            err!(
+                LimitExceeded,
+                "instance chains hold more than {MAX_CHAIN_MEMBERS} members"
+            )
+        };
         for (h, el) in pool {
             if el.header.predecessor.is_none() || preds.contains(h) {
                 continue;
@@ -430,10 +449,15 @@ impl InstanceChains {
                 if !seen.insert(p) {
                     return Err(err!(InvalidInstanceChain, "predecessor cycle at {p}"));
                 }
+                // this member and the head: an entry holds at least two
+                if members.saturating_add(chain.len()).saturating_add(1) > MAX_CHAIN_MEMBERS {
+                    return Err(over_budget());
+                }
                 chain.push((p, pe.header.kind.to_string()));
                 cur = pe.header.predecessor;
             }
             if chain.len() > 1 {
+                members = members.saturating_add(chain.len());
                 entries.push(ChainEntry { head: *h, chain });
             }
         }
@@ -571,6 +595,55 @@ mod tests {
         // the import algorithm checks neither type nor versions
         let p = InstanceChains::rebuild_from_predecessors(&pool).unwrap();
         assert_eq!(members(&p), vec![vec![other, down, t]]);
+    }
+
+    /// `len` chained elements plus `heads` heads that all name the newest of them.
+    fn shared_history(len: usize, heads: usize) -> (Pool, Vec<ContentHash>) {
+        let mut pool = Pool::default();
+        let mut prev = None;
+        for i in 0..len {
+            prev = Some(put(&mut pool, el(i as u64, A, "default", 1, prev)));
+        }
+        let hs = (0..heads)
+            .map(|j| put(&mut pool, el(1_000_000 + j as u64, A, "zk-proof", 1, prev)))
+            .collect();
+        (pool, hs)
+    }
+
+    #[test]
+    fn import_rebuild_keeps_one_entry_per_head_within_a_member_budget() {
+        // the reference's index: one entry per head, each holding the shared history
+        let (pool, heads) = shared_history(3, 2);
+        let c = InstanceChains::rebuild_from_predecessors(&pool).unwrap();
+        assert_eq!(c.len(), 2);
+        assert!(c.entries().iter().all(|e| e.chain.len() == 4));
+        assert_eq!(c.get(&heads[0]).unwrap().head, heads[0]);
+        // a shared member belongs to the entry indexed last
+        let tail = c.entries()[0].chain.last().unwrap().0;
+        assert_eq!(c.get(&tail).unwrap().head, heads[1]);
+
+        // n heads over n chained elements: n·(n+1) members; 315 · 316 < 100 000 < 316 · 317
+        let (pool, _) = shared_history(315, 315);
+        let c = InstanceChains::rebuild_from_predecessors(&pool).unwrap();
+        let members: usize = c.entries().iter().map(|e| e.chain.len()).sum();
+        assert_eq!(members, 315 * 316);
+        assert!(members <= MAX_CHAIN_MEMBERS);
+        // (only the code is compared: a failing unwrap_err would print the whole index)
+        let code = |pool: &Pool| {
+            InstanceChains::rebuild_from_predecessors(pool)
+                .err()
+                .map(|e| e.code())
+        };
+        let (pool, _) = shared_history(316, 316);
+        assert_eq!(code(&pool), Some(ErrorCode::LimitExceeded));
+        // the audit's shape (4 999 + 4 999, ~25 million members) fails the same way,
+        // early: the walk stops at the budget
+        let (pool, _) = shared_history(4_999, 4_999);
+        assert_eq!(code(&pool), Some(ErrorCode::LimitExceeded));
+        // one long chain is no problem: its members count once
+        let (pool, _) = shared_history(20_000, 1);
+        let c = InstanceChains::rebuild_from_predecessors(&pool).unwrap();
+        assert_eq!(c.entries()[0].chain.len(), 20_001);
     }
 
     #[test]

@@ -451,11 +451,12 @@ impl Element {
             .map_len()
             .map_err(|_| err!(SerializationError, "element block is not a map"))?;
         let (mut ty, mut header, mut content, mut children) = (None, None, None, None);
-        let mut seen: [Option<Key>; 4] = [None, None, None, None];
-        let mut extra: Vec<Key> = Vec::new();
+        // Unknown top-level keys are skipped, so a 64 KiB block may carry ~16 000 of
+        // them: the duplicate check must stay linear (a hash set past a few keys).
+        let mut seen = cbor::DupCheck::default();
         for _ in 0..n {
             let k = r.key()?;
-            if seen.iter().flatten().any(|x| *x == k) || extra.contains(&k) {
+            if !seen.insert(&k) {
                 return Err(err!(
                     SerializationError,
                     "invalid dag-cbor: duplicate map key"
@@ -553,10 +554,6 @@ impl Element {
                 _ => {
                     r.any()?;
                 }
-            }
-            match seen.iter_mut().find(|x| x.is_none()) {
-                Some(slot) => *slot = Some(k),
-                None => extra.push(k),
             }
         }
         r.finish()?;
@@ -740,6 +737,11 @@ pub(crate) fn to_hex(b: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "test fixtures are built by position and size"
+)]
 mod tests {
     use super::*;
 
@@ -770,6 +772,65 @@ mod tests {
             vec![],
         );
         assert_eq!(el.hash().unwrap_err().code(), ErrorCode::InvalidHash);
+    }
+
+    /// The `i`-th three-character unknown key (none of the vocabulary).
+    fn unknown_key(i: usize) -> String {
+        const A: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        [i / (62 * 62), (i / 62) % 62, i % 62]
+            .iter()
+            .map(|d| char::from(A[*d]))
+            .collect()
+    }
+
+    /// An element block whose top-level map holds the four fields plus `extra` unknown
+    /// keys, the unknown key `dup_of` repeated at the end when given.
+    fn block_with_unknown_keys(extra: usize, dup_of: Option<usize>) -> Vec<u8> {
+        let el = Element::new(ElementType::TokenState, vec![], vec![]);
+        let canonical = el.canonical_bytes().unwrap();
+        let n = 4 + extra + usize::from(dup_of.is_some());
+        let mut b = Vec::new();
+        cbor::head(&mut b, 5, n as u64);
+        // the four known entries, as written (skip the map head a4)
+        b.extend_from_slice(&canonical[1..]);
+        for i in (0..extra).chain(dup_of) {
+            cbor::text(&mut b, &unknown_key(i));
+            b.push(0xf6);
+        }
+        b
+    }
+
+    #[test]
+    fn top_level_duplicate_check_is_linear_and_still_rejects_duplicates() {
+        // 12 000 unknown keys (5 bytes an entry) fit in a 64 KiB block
+        let n = 12_000;
+        let ok = block_with_unknown_keys(n, None);
+        assert!(ok.len() < 64 * 1024);
+        cbor::KEY_PROBES.with(|c| c.set(0));
+        let el = Element::from_block(&ok).unwrap();
+        let probes = cbor::KEY_PROBES.with(std::cell::Cell::get);
+        assert_eq!(el.hash().unwrap(), el.hash().unwrap());
+        // a pairwise scan would make ~n²/2 = 128 000 000 comparisons
+        assert!(
+            probes <= 20 * (n + 4),
+            "{probes} key comparisons for {n} keys"
+        );
+        // duplicates are still refused: of a known key, of an early and a late unknown key
+        for dup in [0, n / 2, n - 1] {
+            let e = Element::from_block(&block_with_unknown_keys(n, Some(dup))).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::SerializationError);
+            assert!(e.message.contains("duplicate map key"), "{e}");
+        }
+        let mut twice_type = block_with_unknown_keys(0, None);
+        twice_type[0] = 0xa5;
+        cbor::text(&mut twice_type, "type");
+        twice_type.push(0x06);
+        let e = Element::from_block(&twice_type).unwrap_err();
+        assert!(e.message.contains("duplicate map key"), "{e}");
+        // and few keys behave as before
+        let small = Element::from_block(&block_with_unknown_keys(3, None)).unwrap();
+        assert_eq!(small.ty, ElementType::TokenState);
+        assert!(Element::from_block(&block_with_unknown_keys(3, Some(1))).is_err());
     }
 
     #[test]

@@ -37,3 +37,28 @@ pub const MAX_CBOR_DEPTH: usize = 64;
 /// Longest SMT step path string accepted (bounds the quadratic base conversion; a
 /// 64 KiB block holds at most ~158 000 decimal digits anyway).
 pub const MAX_PATH_CHARS: usize = 160_000;
+/// Most members all instance chains rebuilt by CAR import may hold together (every
+/// head's entry repeats the history it shares with other heads, as in the reference).
+/// Without sharing, a 10 000-block CAR holds at most 10 000 members.
+pub const MAX_CHAIN_MEMBERS: usize = 100_000;
+/// Most elements one assembled token may hold, nametags counted every time they are
+/// inlined (a nametag linked twice counts twice). A DAG of nametag roots each linking
+/// the one below twice stands for a token exponential in its size; this and
+/// [`MAX_ASSEMBLE_BYTES`] bound the output of `assemble` (and of `uxf unpack`). A token
+/// emits a handful of elements per transaction (the golden tokens consist of 8 to 29),
+/// so real tokens stay orders of magnitude below.
+pub const MAX_ASSEMBLE_ELEMENTS: usize = 100_000;
+/// Most canonical element bytes one assembled token may hold, counted like
+/// [`MAX_ASSEMBLE_ELEMENTS`] (large elements such as certificates and SMT paths would
+/// otherwise let few elements make a huge token). The token's JSON grows with it: byte
+/// fields are hex, SMT paths decimal.
+pub const MAX_ASSEMBLE_BYTES: usize = 16 * 1024 * 1024;
+/// Deepest JSON [`crate::uxf::parse_token_json`] reads, in nested arrays and objects
+/// (the outermost counts as 1): the deepest token `assemble` can produce — 5 levels for
+/// each of [`MAX_NAMETAG_DEPTH`] roots (a root's object, then `transactions`, a
+/// transaction, its `data` and `nametags` down to the next root carried in transfer
+/// data; for the innermost, `transactions`, a transaction, `inclusionProof` and
+/// `authenticator`), then [`MAX_CBOR_DEPTH`] levels of content — plus 1 for a file
+/// holding an array of tokens. serde_json's own default (128) would refuse tokens that
+/// `uxf unpack` writes.
+pub const MAX_TOKEN_JSON_DEPTH: usize = 5 * (MAX_NAMETAG_DEPTH as usize) + MAX_CBOR_DEPTH + 1;

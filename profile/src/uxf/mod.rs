@@ -49,6 +49,7 @@ mod verify;
 
 pub use cbor::{Cbor, decode as decode_cbor, encode as encode_cbor};
 pub use chain::{ChainEntry, InstanceChains, InstancePredicate, Strategy};
+pub use deconstruct::parse_token_json;
 pub use diff::Delta;
 pub use element::{Child, Element, ElementType, Header, KIND_ENRICHED_SYNTHETIC, Key, Pool, key};
 pub use error::{ErrorCode, Result, UxfError};

@@ -208,6 +208,32 @@ impl Serialize for Value {
     }
 }
 
+/// Whether `v` nests deeper than `limit` levels as the CBOR decoder counts them: a
+/// non-empty array or object is one level above its items, a scalar or an empty
+/// container adds none. Iterative, so a value of any depth is safe to ask about.
+pub(crate) fn json_nests_deeper_than(v: &serde_json::Value, limit: usize) -> bool {
+    let mut stack = vec![(v, 0usize)];
+    while let Some((x, d)) = stack.pop() {
+        let below = d.saturating_add(1);
+        match x {
+            serde_json::Value::Array(a) if !a.is_empty() => {
+                if below > limit {
+                    return true;
+                }
+                stack.extend(a.iter().map(|i| (i, below)));
+            }
+            serde_json::Value::Object(o) if !o.is_empty() => {
+                if below > limit {
+                    return true;
+                }
+                stack.extend(o.values().map(|i| (i, below)));
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Order-preserving JSON parsing (JavaScript's `JSON.parse` keeps key order, and the
 /// package JSON's element and manifest order drive CAR block order).
 impl<'de> serde::Deserialize<'de> for Value {

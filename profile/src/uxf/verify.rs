@@ -50,6 +50,20 @@ pub struct VerifyReport {
     pub stats: VerifyStats,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Chain members queued by the walks of this thread (tests bound work by counting).
+    static CHAIN_PUSHES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+fn count_chain_pushes(n: usize) {
+    CHAIN_PUSHES.with(|c| c.set(c.get().saturating_add(n)));
+}
+
+#[cfg(not(test))]
+fn count_chain_pushes(_: usize) {}
+
 fn issue(code: ErrorCode, message: String) -> Issue {
     Issue {
         code: code.as_str(),
@@ -178,6 +192,7 @@ impl UxfPackage {
 
         let mut reachable: HashSet =
             HashSet::with_capacity_and_hasher(self.pool.len(), Default::default());
+        let mut expanded = vec![false; self.chains.len()];
         for (id, root) in &self.manifest {
             r.stats.tokens_checked = r.stats.tokens_checked.saturating_add(1);
             let Some(el) = self.pool.get(root) else {
@@ -202,7 +217,7 @@ impl UxfPackage {
                     message: format!("manifest root {root} does not carry token id {id}"),
                 });
             }
-            self.walk(*root, &mut reachable, &mut r.errors);
+            self.walk(*root, &mut reachable, &mut expanded, &mut r.errors);
         }
 
         for c in self.chains.entries() {
@@ -237,8 +252,16 @@ impl UxfPackage {
         r
     }
 
-    /// DFS from `root` over children and chain members with a path stack.
-    fn walk(&self, root: ContentHash, done: &mut HashSet, errors: &mut Vec<Issue>) {
+    /// DFS from `root` over children and chain members with a path stack. Each chain's
+    /// members are queued once (`expanded`, by chain position), not once per member
+    /// entered, which would be quadratic in the chain's length.
+    fn walk(
+        &self,
+        root: ContentHash,
+        done: &mut HashSet,
+        expanded: &mut [bool],
+        errors: &mut Vec<Issue>,
+    ) {
         // frame: node, its child edges, next edge index
         struct Frame {
             hash: ContentHash,
@@ -253,6 +276,7 @@ impl UxfPackage {
                      stack: &mut Vec<Frame>,
                      on_path: &mut HashSet,
                      done: &mut HashSet,
+                     expanded: &mut [bool],
                      errors: &mut Vec<Issue>| {
             let Some(el) = self.pool.get(&h) else {
                 errors.push(issue(
@@ -268,9 +292,14 @@ impl UxfPackage {
                     edges.push((*ch, want));
                 }
             }
-            if let Some(e) = self.chains.get(&h) {
+            if let Some(i) = self.chains.position(&h)
+                && let Some(first) = expanded.get_mut(i).filter(|x| !**x)
+                && let Some(e) = self.chains.entries().get(i)
+            {
                 // other instances are walked as roots of their own (a chain is not a
                 // path edge, so old → new → old is not a cycle)
+                *first = true;
+                count_chain_pushes(e.chain.len());
                 pending.extend(e.chain.iter().map(|(m, _)| *m).filter(|m| *m != h));
             }
             done.insert(h);
@@ -286,7 +315,15 @@ impl UxfPackage {
                 continue;
             }
             on_path.clear();
-            enter(root, &mut pending, &mut stack, &mut on_path, done, errors);
+            enter(
+                root,
+                &mut pending,
+                &mut stack,
+                &mut on_path,
+                done,
+                expanded,
+                errors,
+            );
             while let Some(top) = stack.last_mut() {
                 let Some((child, want)) = top.edges.get(top.next).copied() else {
                     on_path.remove(&top.hash);
@@ -324,7 +361,15 @@ impl UxfPackage {
                     ));
                     continue;
                 }
-                enter(child, &mut pending, &mut stack, &mut on_path, done, errors);
+                enter(
+                    child,
+                    &mut pending,
+                    &mut stack,
+                    &mut on_path,
+                    done,
+                    expanded,
+                    errors,
+                );
             }
         }
     }
@@ -372,11 +417,18 @@ impl UxfPackage {
         let mut marked: HashSet =
             HashSet::with_capacity_and_hasher(self.pool.len(), Default::default());
         let mut stack: Vec<ContentHash> = self.manifest.values().copied().collect();
+        let mut expanded = vec![false; self.chains.len()];
         while let Some(h) = stack.pop() {
             if !marked.insert(h) {
                 continue;
             }
-            if let Some(e) = self.chains.get(&h) {
+            // each chain's members are queued once, not once per member marked
+            if let Some(i) = self.chains.position(&h)
+                && let Some(first) = expanded.get_mut(i).filter(|x| !**x)
+                && let Some(e) = self.chains.entries().get(i)
+            {
+                *first = true;
+                count_chain_pushes(e.chain.len());
                 stack.extend(e.chain.iter().map(|(m, _)| *m));
             }
             if let Some(el) = self.pool.get(&h) {
@@ -434,6 +486,52 @@ mod tests {
                 ("nametags".into(), Child::Links(vec![])),
             ],
         )
+    }
+
+    /// A token whose state is the tail of an instance chain of `len` token-states.
+    fn package_with_reachable_chain(len: usize) -> UxfPackage {
+        let id = "aa".repeat(32);
+        let mut pkg = UxfPackage::new(1);
+        let mut prev = None;
+        let mut tail = None;
+        for i in 0..len {
+            let mut st = state(&format!("{i:064x}"));
+            st.header.predecessor = prev;
+            let h = st.hash().unwrap();
+            pkg.pool.insert(h, st);
+            tail.get_or_insert(h);
+            prev = Some(h);
+        }
+        let tail = tail.unwrap();
+        let r = root(&id, tail, tail);
+        let rh = r.hash().unwrap();
+        pkg.pool.insert(rh, r);
+        pkg.manifest.insert(id, rh);
+        pkg.chains =
+            super::super::chain::InstanceChains::rebuild_from_predecessors(&pkg.pool).unwrap();
+        pkg
+    }
+
+    #[test]
+    fn walks_queue_each_chain_once() {
+        let len = 2_000;
+        let pkg = package_with_reachable_chain(len);
+        assert_eq!(pkg.chains.len(), 1);
+        CHAIN_PUSHES.with(|c| c.set(0));
+        let v = pkg.verify();
+        let pushes = CHAIN_PUSHES.with(std::cell::Cell::get);
+        // every member is reached (no orphans), and queued once, not once per member
+        assert_eq!(v.stats.orphaned_elements, 0, "{:?}", v.warnings);
+        assert!(
+            pushes <= len,
+            "verify queued {pushes} chain members for {len}"
+        );
+        CHAIN_PUSHES.with(|c| c.set(0));
+        assert_eq!(pkg.reachable().len(), len + 1);
+        let pushes = CHAIN_PUSHES.with(std::cell::Cell::get);
+        assert!(pushes <= len, "gc queued {pushes} chain members for {len}");
+        let mut g = pkg.clone();
+        assert_eq!(g.gc(), 0);
     }
 
     #[test]
