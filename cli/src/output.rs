@@ -3,10 +3,19 @@
 //! (warnings that protect the user, such as "write down your mnemonic", are not).
 
 use std::io::Write;
+use std::path::Path;
 
 use serde_json::Value;
 
 use crate::args::GlobalArgs;
+
+/// A path as a JSON string. Paths are bytes on Unix and need not be UTF-8, which
+/// `serde_json` refuses (and `json!` then panics on), so a path is rendered as its
+/// `display()` text: invalid UTF-8 becomes U+FFFD, the same text the human output
+/// shows.
+pub(crate) fn path_json(path: &Path) -> Value {
+    Value::String(path.to_string_lossy().into_owned())
+}
 
 /// Where and how output goes.
 #[derive(Debug, Clone, Copy)]

@@ -27,7 +27,7 @@ pub(crate) fn run(dir: &Path, args: &AggregatorArgs, printer: &Printer) -> anyho
             .unwrap_or_default();
         printer.result(
             &format!("{}\ntrust base: {tb}\n", server.url()),
-            &json!({"url": server.url(), "trust_base": tb, "data_dir": dir}),
+            &json!({"url": server.url(), "trust_base": tb, "data_dir": crate::output::path_json(dir)}),
         )?;
         printer.hint("serving; press Ctrl-C to stop");
         shutdown.wait().await;

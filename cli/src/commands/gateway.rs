@@ -12,7 +12,7 @@ use sphere_profile::ipfs::{BlockCache, CarLimits};
 
 use crate::args::GatewayArgs;
 use crate::exit::user;
-use crate::output::Printer;
+use crate::output::{Printer, path_json};
 use crate::signals::Shutdown;
 
 pub(crate) fn run(data_dir: &Path, args: &GatewayArgs, printer: &Printer) -> anyhow::Result<()> {
@@ -36,7 +36,7 @@ pub(crate) fn run(data_dir: &Path, args: &GatewayArgs, printer: &Printer) -> any
         let shutdown = Shutdown::install()?;
         printer.result(
             &format!("listening on {url}"),
-            &json!({"listening": url, "data_dir": data_dir, "db": db}),
+            &json!({"listening": url, "data_dir": path_json(data_dir), "db": path_json(&db)}),
         )?;
         printer.hint(&format!(
             "blocks in {}; Ctrl-C or SIGTERM stops the gateway",

@@ -3,17 +3,17 @@
 use std::path::Path;
 
 use serde_json::json;
-use sphere_profile::datadir::{DataDir, KdfParams, MnemonicStorage};
+use sphere_profile::datadir::{DataDir, KEYS_FILE, KdfParams, MnemonicStorage, WALLET_FILE};
 use sphere_profile::keys::{ADDRESS_PATH_PREFIX, Mnemonic, WalletKeys, WordCount};
 
 use crate::args::{InitArgs, Words};
 use crate::exit::user;
-use crate::output::Printer;
+use crate::output::{Printer, path_json};
 use crate::prompt;
 
 pub(crate) fn run(data_dir: &Path, args: &InitArgs, printer: &Printer) -> anyhow::Result<()> {
     // Fail before asking for secrets if the dir is already taken.
-    if data_dir.join(sphere_profile::datadir::WALLET_FILE).exists() {
+    if data_dir.join(WALLET_FILE).exists() {
         return Err(sphere_profile::datadir::DataDirError::AlreadyInitialized {
             path: data_dir.to_path_buf(),
         }
@@ -53,6 +53,9 @@ pub(crate) fn run(data_dir: &Path, args: &InitArgs, printer: &Printer) -> anyhow
         }
     };
     let dir = DataDir::create(data_dir, &keys, &path, storage)?;
+    // The wallet files exist from here on. Everything below is infallible except
+    // writing to stdout; if that fails and the mnemonic is neither shown nor
+    // stored, the wallet could never be recovered, so it is removed again.
     let info = dir.info();
 
     let stored = info.mnemonic.is_some();
@@ -78,7 +81,7 @@ pub(crate) fn run(data_dir: &Path, args: &InitArgs, printer: &Printer) -> anyhow
         human.push_str(&format!("\n  {}\n", phrase.as_str()));
     }
     let mut out = json!({
-        "data_dir": data_dir,
+        "data_dir": path_json(data_dir),
         "address_id": info.address_id,
         "direct_address": info.direct_address,
         "public_key": info.public_key,
@@ -90,9 +93,43 @@ pub(crate) fn run(data_dir: &Path, args: &InitArgs, printer: &Printer) -> anyhow
     if generated {
         out["mnemonic"] = json!(phrase.as_str());
     }
-    printer.result(&human, &out)?;
+    if let Err(e) = printer.result(&human, &out) {
+        if generated && !stored {
+            return Err(unshown_mnemonic(dir, &e));
+        }
+        return Err(e.into());
+    }
     printer.hint(
         "next: `sphere-cli status` shows this wallet; set SPHERE_DATA_DIR to skip --data-dir",
     );
     Ok(())
+}
+
+/// A new mnemonic that is not stored could not be written out: removes the wallet
+/// files just created (`wallet.json` first, the mark of a complete wallet) so no
+/// wallet exists whose mnemonic nobody has, and says so. The cause is kept as text
+/// only, so a broken pipe here is not mistaken for a reader that stopped early.
+fn unshown_mnemonic(dir: DataDir, cause: &std::io::Error) -> anyhow::Error {
+    let path = dir.path().to_path_buf();
+    let removed = [WALLET_FILE, KEYS_FILE]
+        .iter()
+        .map(|f| match std::fs::remove_file(path.join(f)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("{}: {e}", path.join(f).display())),
+        })
+        .collect::<Result<Vec<()>, String>>();
+    drop(dir);
+    match removed {
+        Ok(_) => anyhow::anyhow!(
+            "could not write the new mnemonic to standard output ({cause}); the wallet was \
+             removed again, no wallet exists: run `sphere-cli init` again"
+        ),
+        Err(e) => anyhow::anyhow!(
+            "could not write the new mnemonic to standard output ({cause}), and could not \
+             remove the wallet files ({e}): delete {} and run `sphere-cli init` again; that \
+             wallet's mnemonic is lost",
+            path.display()
+        ),
+    }
 }

@@ -10,7 +10,7 @@ use sphere_profile::ipfs::{GatewayConfig, GatewayUrl, IpfsClient, Source};
 
 use crate::args::{IpfsCommand, IpfsGateways};
 use crate::exit::{Quiet, user};
-use crate::output::Printer;
+use crate::output::{Printer, path_json};
 
 fn client(gateways: &IpfsGateways) -> anyhow::Result<IpfsClient> {
     client_for(&gateways.gateway)
@@ -98,7 +98,7 @@ async fn fetch(
             bytes.len(),
             output.display()
         ),
-        &json!({"root": root.to_string(), "blocks": fetched.car.blocks().len(), "bytes": bytes.len(), "from": from, "output": output}),
+        &json!({"root": root.to_string(), "blocks": fetched.car.blocks().len(), "bytes": bytes.len(), "from": from, "output": path_json(output)}),
     )?;
     Ok(())
 }

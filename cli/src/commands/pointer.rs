@@ -339,7 +339,7 @@ async fn discover(
             "bytes": bytes.len(),
             "blocks": blocks,
             "from": from,
-            "output": out,
+            "output": out.map(crate::output::path_json),
             "skipped_gateways": failures,
         });
     } else if d.cid.is_some() && fetcher.is_none() {

@@ -43,7 +43,7 @@ pub(crate) fn run(data_dir: &Path, printer: &Printer) -> anyhow::Result<()> {
     printer.result(
         &human,
         &json!({
-            "data_dir": data_dir,
+            "data_dir": crate::output::path_json(data_dir),
             "address_id": info.address_id,
             "direct_address": info.direct_address,
             "public_key": info.public_key,

@@ -9,7 +9,7 @@ use sphere_profile::uxf::{UxfError, UxfPackage, Value, parse_token_json};
 
 use crate::args::{UxfCommand, UxfPackArgs, UxfUnpackArgs};
 use crate::exit::user;
-use crate::output::Printer;
+use crate::output::{Printer, path_json};
 
 pub(crate) fn run(cmd: UxfCommand, printer: &Printer) -> anyhow::Result<()> {
     match cmd {
@@ -76,7 +76,7 @@ fn pack(a: &UxfPackArgs, printer: &Printer) -> anyhow::Result<()> {
             "manifest_entries": pkg.manifest().len(),
             "elements": pkg.pool().len(),
             "bytes": car.len(),
-            "output": a.output,
+            "output": path_json(&a.output),
         }),
     )?;
     Ok(())
@@ -110,7 +110,7 @@ fn unpack(a: &UxfUnpackArgs, printer: &Printer) -> anyhow::Result<()> {
         .join("\n");
     printer.result(
         &format!("{}\n{} token(s)", human, written.len()),
-        &json!({"tokens": written.len(), "files": written}),
+        &json!({"tokens": written.len(), "files": written.iter().map(|p| path_json(p)).collect::<Vec<_>>()}),
     )?;
     Ok(())
 }
