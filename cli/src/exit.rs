@@ -9,6 +9,11 @@ use sphere_profile::oplog::{OpenError, StoreError};
 
 use crate::output::Printer;
 
+/// Exit code of a user or input error.
+pub(crate) const USER: u8 = 1;
+/// Exit code of an internal error.
+pub(crate) const INTERNAL: u8 = 2;
+
 /// An error caused by what the user asked for or typed.
 #[derive(Debug)]
 pub(crate) struct UserError(pub(crate) String);
@@ -100,7 +105,7 @@ pub(crate) fn report(printer: &Printer, err: &anyhow::Error) -> ExitCode {
     if let Some(Quiet(code)) = err.downcast_ref::<Quiet>() {
         return ExitCode::from(*code);
     }
-    let code = if is_user_error(err) { 1 } else { 2 };
+    let code = if is_user_error(err) { USER } else { INTERNAL };
     printer.error(err, code);
     ExitCode::from(code)
 }

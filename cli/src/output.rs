@@ -107,9 +107,7 @@ impl Printer {
     pub(crate) fn error(&self, err: &anyhow::Error, code: u8) {
         if self.json {
             let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
-            let v =
-                serde_json::json!({"error": err.to_string(), "causes": causes, "exit_code": code});
-            let _ = writeln!(std::io::stdout(), "{v}");
+            error_json(&err.to_string(), &causes, code);
         }
         let mut e = std::io::stderr().lock();
         let _ = write!(e, "error: {err}");
@@ -118,4 +116,10 @@ impl Printer {
         }
         let _ = writeln!(e);
     }
+}
+
+/// The `--json` error object on stdout: `{"error", "causes", "exit_code"}`.
+pub(crate) fn error_json(error: &str, causes: &[String], code: u8) {
+    let v = serde_json::json!({"error": error, "causes": causes, "exit_code": code});
+    let _ = writeln!(std::io::stdout(), "{v}");
 }
