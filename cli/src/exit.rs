@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use sphere_profile::datadir::DataDirError;
 use sphere_profile::keys::KeyError;
 use sphere_profile::oplog::{OpenError, StoreError};
+use sphere_profile::sync::control::ControlError;
 
 use crate::output::Printer;
 
@@ -65,6 +66,8 @@ fn is_user_error(err: &anyhow::Error) -> bool {
                 ))
             )
             || matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Invalid(_)))
+            // The same refusal, from the running sync node.
+            || matches!(c.downcast_ref::<ControlError>(), Some(ControlError::Refused(_)))
             || is_pointer_user_error(c)
     })
 }

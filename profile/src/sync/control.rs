@@ -28,7 +28,11 @@
 //! paging) the whole listing is one answer, and a listing too long for a line is an
 //! error answer.
 //!
-//! Any failure answers `{"ok":false,"error":TEXT}`.
+//! Any failure answers `{"ok":false,"error":TEXT,"class":C}`: `class` is `"user"`
+//! when the request itself is at fault (a write that breaks a format limit, as
+//! [`StoreError::Invalid`]), `"internal"` otherwise; a reply without `class` counts
+//! as internal. [`Client::request`] turns them into [`ControlError::Refused`] and
+//! [`ControlError::Remote`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,7 +45,7 @@ use tokio::task::JoinHandle;
 
 use super::node::Node;
 use super::status::SyncStatus;
-use crate::oplog::Store;
+use crate::oplog::{Store, StoreError};
 
 /// The socket's file name inside the data dir.
 pub const SOCKET_FILE: &str = "sync.sock";
@@ -143,20 +147,44 @@ pub enum Answer {
     },
 }
 
+/// Whose fault a failed request is (the `class` of an error reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The request itself is invalid: the same request will fail again.
+    User,
+    /// The node failed (storage, a stopped node, a malformed request).
+    Internal,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    class: Option<ErrorClass>,
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     answer: Option<Answer>,
 }
 
 impl Envelope {
+    /// An error answer of class `internal`: the node or the request line failed.
     fn failure(error: String) -> Self {
         Self {
             ok: false,
             error: Some(error),
+            class: Some(ErrorClass::Internal),
+            answer: None,
+        }
+    }
+
+    /// The error answer for a request that failed, classed by its cause.
+    fn of_failure(failure: Failure) -> Self {
+        Self {
+            ok: false,
+            error: Some(failure.error),
+            class: Some(failure.class),
             answer: None,
         }
     }
@@ -177,7 +205,7 @@ pub enum ControlError {
     /// The other side answered with something that is not a valid answer.
     #[error("malformed control message: {0}")]
     Malformed(String),
-    /// The node refused or failed the request.
+    /// The node failed the request.
     #[error("the sync node answered: {0}")]
     Remote(String),
     /// The answer line was longer than [`MAX_LINE_BYTES`]; the connection is no
@@ -197,6 +225,30 @@ pub enum ControlError {
     /// connection is out of step; connect again.
     #[error("control connection unusable after an earlier broken answer")]
     Unusable,
+    /// The node refused the request as invalid (an error of class `user`, e.g. a
+    /// key or value over the format's limits): the same request fails again.
+    #[error("the sync node refused the request: {0}")]
+    Refused(String),
+}
+
+/// A failed request as the server answers it.
+struct Failure {
+    error: String,
+    class: ErrorClass,
+}
+
+impl Failure {
+    /// The error's text, classed `user` for a write the store refuses as invalid.
+    fn of(e: &(dyn std::error::Error + 'static)) -> Self {
+        let class = match e.downcast_ref::<StoreError>() {
+            Some(StoreError::Invalid(_)) => ErrorClass::User,
+            _ => ErrorClass::Internal,
+        };
+        Self {
+            error: e.to_string(),
+            class,
+        }
+    }
 }
 
 /// Serves the control socket for `store` and `node` until the task is aborted.
@@ -260,9 +312,10 @@ async fn serve_connection(stream: UnixStream, store: &Store, node: &Node) -> std
                         Ok(answer) => Envelope {
                             ok: true,
                             error: None,
+                            class: None,
                             answer: Some(answer),
                         },
-                        Err(e) => Envelope::failure(e),
+                        Err(e) => Envelope::of_failure(e),
                     }
                 }
                 Err(e) => Envelope::failure(format!("bad request: {e}")),
@@ -290,8 +343,8 @@ async fn serve_connection(stream: UnixStream, store: &Store, node: &Node) -> std
     }
 }
 
-async fn handle(request: Request, store: &Store, node: &Node) -> Result<Answer, String> {
-    let text = |e: &dyn std::fmt::Display| e.to_string();
+async fn handle(request: Request, store: &Store, node: &Node) -> Result<Answer, Failure> {
+    let text = |e: &(dyn std::error::Error + 'static)| Failure::of(e);
     Ok(match request {
         Request::Put { key, value_hex } => {
             let value = hex::decode(&value_hex).map_err(|e| text(&e))?;
@@ -471,6 +524,9 @@ impl Client {
             serde_json::from_slice(&reply).map_err(|e| ControlError::Malformed(e.to_string()))?;
         match (envelope.ok, envelope.answer, envelope.error) {
             (true, Some(answer), _) => Ok(answer),
+            (false, _, Some(error)) if envelope.class == Some(ErrorClass::User) => {
+                Err(ControlError::Refused(error))
+            }
             (false, _, Some(error)) => Err(ControlError::Remote(error)),
             _ => Err(ControlError::Malformed(
                 "answer without result or error".into(),
@@ -880,6 +936,16 @@ mod tests {
             })
             .await;
         assert!(matches!(bad, Err(ControlError::Remote(_))), "{bad:?}");
+        let invalid = client
+            .request(&Request::Put {
+                key: "k".repeat(2000),
+                value_hex: hex::encode(b"v"),
+            })
+            .await;
+        assert!(
+            matches!(invalid, Err(ControlError::Refused(_))),
+            "a write over the key limit is the request's fault: {invalid:?}"
+        );
         let del = client
             .request(&Request::Del { key: "k".into() })
             .await
