@@ -1,11 +1,19 @@
 //! Exit codes: 0 success, 1 user or input error, 2 internal error; a broken pipe
 //! on stdout is success (`sphere-cli status | head -1`).
+//!
+//! A user error is one the user can fix by asking differently: bad flags or
+//! arguments, a named input file that is missing, unreadable or invalid, an address
+//! that cannot be listened on, a write the store refuses as invalid (also when a
+//! running sync node refuses it), a wallet state the operator must act on. Anything
+//! else (storage, network, a remote that misbehaves, bugs) is internal.
 
 use std::process::ExitCode;
 
 use sphere_profile::datadir::DataDirError;
+use sphere_profile::ipfs::{FetchError, PinError};
 use sphere_profile::keys::KeyError;
 use sphere_profile::oplog::{OpenError, StoreError};
+use sphere_profile::sync::SyncError;
 use sphere_profile::sync::control::ControlError;
 
 use crate::output::Printer;
@@ -68,30 +76,49 @@ fn is_user_error(err: &anyhow::Error) -> bool {
             || matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Invalid(_)))
             // The same refusal, from the running sync node.
             || matches!(c.downcast_ref::<ControlError>(), Some(ControlError::Refused(_)))
+            || matches!(c.downcast_ref::<PinError>(), Some(PinError::InvalidCar(_)))
+            // A CID kind no gateway may serve (CIDv0, identity or non-sha2-256 hash).
+            || matches!(c.downcast_ref::<FetchError>(), Some(FetchError::Unsupported(_)))
+            || matches!(c.downcast_ref::<SyncError>(), Some(SyncError::Listen { .. }))
+            || is_address_taken(c)
             || is_pointer_user_error(c)
     })
 }
 
+/// A listen address in use or not on this machine (e.g. `aggregator --listen`).
+fn is_address_taken(c: &(dyn std::error::Error + 'static)) -> bool {
+    c.downcast_ref::<std::io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable
+        )
+    })
+}
+
 /// Pointer states the operator must act on (not bugs): CAR_UNAVAILABLE, a publish
-/// refused for it, and every refused operator override.
+/// refused for it, and every refused operator override; and the user's bad input:
+/// a CID a pointer cannot carry, an aggregator URL that is not one.
 fn is_pointer_user_error(c: &(dyn std::error::Error + 'static)) -> bool {
-    use sphere_pointer::error::{DiscoverError, OverrideError, PublishError};
+    use sphere_pointer::error::{DiscoverError, OverrideError, PublishError, RpcError};
     matches!(
         c.downcast_ref::<DiscoverError>(),
         Some(DiscoverError::ContentUnavailable { .. })
     ) || matches!(
         c.downcast_ref::<PublishError>(),
-        Some(PublishError::CarUnavailable { .. })
-    ) || matches!(
-        c.downcast_ref::<OverrideError>(),
-        Some(
-            OverrideError::CapabilityDenied { .. }
-                | OverrideError::CarLossNotPersistent { .. }
-                | OverrideError::CarAvailable { .. }
-                | OverrideError::VersionOutOfRange(_)
-                | OverrideError::Publish(PublishError::CarUnavailable { .. })
+        Some(PublishError::CarUnavailable { .. } | PublishError::Cid(_))
+    ) || matches!(c.downcast_ref::<RpcError>(), Some(RpcError::BadUrl(_)))
+        || matches!(
+            c.downcast_ref::<OverrideError>(),
+            Some(
+                OverrideError::CapabilityDenied { .. }
+                    | OverrideError::CarLossNotPersistent { .. }
+                    | OverrideError::CarAvailable { .. }
+                    | OverrideError::VersionOutOfRange(_)
+                    | OverrideError::Publish(
+                        PublishError::CarUnavailable { .. } | PublishError::Cid(_)
+                    )
+            )
         )
-    )
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -102,7 +102,19 @@ enum Attempt {
 
 impl AggregatorClient {
     /// A client for `url`.
+    ///
+    /// # Errors
+    /// [`RpcError::BadUrl`] if `url` is not an absolute `http://` or `https://` URL;
+    /// [`RpcError::Network`] if the HTTP client cannot be built.
     pub fn new(url: &str, config: ClientConfig) -> Result<Self, RpcError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| RpcError::BadUrl(format!("{e} (expected e.g. http://127.0.0.1:3000/)")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(RpcError::BadUrl(format!(
+                "scheme {:?} is not http or https",
+                parsed.scheme()
+            )));
+        }
         // reqwest is built without a default TLS provider; install ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()

@@ -146,6 +146,10 @@ pub enum RpcError {
     /// Bad JSON, missing fields, wrong id, or an undecodable result.
     #[error("aggregator protocol error: {0}")]
     Protocol(String),
+    /// The aggregator URL is not an absolute `http://` or `https://` URL (refused
+    /// before any request; the URL itself is not echoed, it may hold credentials).
+    #[error("the aggregator URL is not usable: {0}")]
+    BadUrl(String),
 }
 
 impl RpcError {

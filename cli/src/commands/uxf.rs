@@ -25,6 +25,12 @@ fn bad_input(path: &Path, e: &UxfError) -> anyhow::Error {
     user(format!("{}: {e}", path.display()))
 }
 
+/// An input file named on the command line; missing or unreadable is the user's
+/// error (exit 1), as for `kv put --file` and `ipfs pin`.
+fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| user(format!("cannot read {}: {e}", path.display())))
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -45,7 +51,7 @@ fn pack(a: &UxfPackArgs, printer: &Printer) -> anyhow::Result<()> {
     }
     let mut count = 0usize;
     for path in &a.tokens {
-        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = read_input(path)?;
         // the library's parser reads every token `uxf unpack` writes (nametags nest
         // deeper than serde_json's default recursion limit allows)
         let v = parse_token_json(&text).map_err(|e| bad_input(path, &e))?;
@@ -83,7 +89,7 @@ fn pack(a: &UxfPackArgs, printer: &Printer) -> anyhow::Result<()> {
 }
 
 fn load(path: &Path) -> anyhow::Result<(Vec<u8>, UxfPackage)> {
-    let car = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let car = read_input(path)?;
     let pkg = UxfPackage::from_car(&car).map_err(|e| bad_input(path, &e))?;
     Ok((car, pkg))
 }

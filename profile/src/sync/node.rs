@@ -146,7 +146,7 @@ impl Node {
                 .listen_on(addr.clone())
                 .map_err(|e| SyncError::Listen {
                     addr: addr.to_string(),
-                    reason: e.to_string(),
+                    reason: error_chain(&e),
                 })?;
         }
         let listen = wait_for_listeners(&mut swarm, config.listen.len()).await?;
@@ -361,7 +361,7 @@ async fn wait_for_listeners(
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => addrs.push(address),
                 SwarmEvent::ListenerError { error, .. } | SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
-                    return Err(SyncError::Listen { addr: "?".into(), reason: error.to_string() });
+                    return Err(SyncError::Listen { addr: "?".into(), reason: error_chain(&error) });
                 }
                 _ => {}
             },
@@ -369,6 +369,25 @@ async fn wait_for_listeners(
         }
     }
     Ok(addrs)
+}
+
+/// An error and its sources on one line. libp2p's `TransportError::Other` (e.g. a
+/// port in use) displays as nothing and keeps the cause in `source()`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.is_empty() {
+        "no reason given".to_owned()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// A period with ±20 % jitter, so devices do not reconcile in lockstep.
