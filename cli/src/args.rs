@@ -392,8 +392,13 @@ pub(crate) struct InitArgs {
     /// Do not store the mnemonic at all; you alone keep it.
     #[arg(long)]
     pub(crate) no_store_mnemonic: bool,
-    /// BIP32 address index: the key at m/44'/0'/0'/0/INDEX.
-    #[arg(long, default_value_t = 0, value_name = "INDEX")]
+    /// BIP32 address index (0..=2147483647): the key at m/44'/0'/0'/0/INDEX.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "INDEX",
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(i32::MAX))
+    )]
     pub(crate) address_index: u32,
 }
 

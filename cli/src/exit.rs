@@ -56,7 +56,10 @@ pub(crate) fn user(msg: impl Into<String>) -> anyhow::Error {
 fn is_user_error(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.is::<UserError>()
-            || matches!(c.downcast_ref::<KeyError>(), Some(KeyError::Mnemonic(_)))
+            || matches!(
+                c.downcast_ref::<KeyError>(),
+                Some(KeyError::Mnemonic(_) | KeyError::AddressIndex(_))
+            )
             || matches!(
                 c.downcast_ref::<DataDirError>(),
                 Some(

@@ -78,6 +78,10 @@ pub enum KeyError {
         /// Which value was being parsed.
         what: &'static str,
     },
+    /// The address index is 2^31 or more: the last step of `m/44'/0'/0'/0/{index}`
+    /// is unhardened, and BIP32 indexes from 2^31 up are hardened ones.
+    #[error("address index {0} is out of range (0..=2147483647)")]
+    AddressIndex(u32),
 }
 
 /// A BIP39 English mnemonic (12 or 24 words), zeroized on drop, never printed.
@@ -248,7 +252,15 @@ pub fn compressed_public_key(private_key: &Secret32) -> Result<[u8; 33], KeyErro
 }
 
 /// Derives the private key at `m/44'/0'/0'/0/{index}` from a BIP39 seed.
+///
+/// # Errors
+/// [`KeyError::AddressIndex`] for an index of 2^31 or more (that would derive a
+/// hardened child, not the key at the path named); [`KeyError::InvalidScalar`]
+/// with negligible probability.
 pub fn address_private_key(seed: &[u8], index: u32) -> Result<Secret32, KeyError> {
+    if index >= HARDENED {
+        return Err(KeyError::AddressIndex(index));
+    }
     let path = [44 | HARDENED, HARDENED, HARDENED, 0, index];
     let mut key = ExtendedKey::master(seed)?;
     for step in path {
@@ -553,6 +565,26 @@ mod tests {
             hex::encode(keys.public_key()),
             "03aaeb52dd7494c361049de67cc680e83ebcbbbdbeb13637d92cd845f70308af5e"
         );
+    }
+
+    #[test]
+    fn address_index_must_be_unhardened() {
+        let m = Mnemonic::parse(ABANDON).unwrap();
+        let seed = m.to_seed("");
+        assert!(address_private_key(&seed[..], HARDENED - 1).is_ok());
+        for index in [HARDENED, HARDENED + 1, u32::MAX] {
+            assert!(
+                matches!(
+                    address_private_key(&seed[..], index),
+                    Err(KeyError::AddressIndex(i)) if i == index
+                ),
+                "index {index} must be refused"
+            );
+            assert!(matches!(
+                WalletKeys::from_mnemonic(&m, "", index),
+                Err(KeyError::AddressIndex(_))
+            ));
+        }
     }
 
     #[test]
