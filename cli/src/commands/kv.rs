@@ -22,13 +22,19 @@ use crate::output::Printer;
 const ACK_QUEUE: usize = 1024;
 
 pub(crate) fn run(data_dir: &Path, cmd: KvCommand, printer: &Printer) -> anyhow::Result<()> {
+    // `kv put`'s value is read before the data dir is opened: standard input may
+    // take as long as its writer likes, and the lock must not be held meanwhile.
+    let put_value = match &cmd {
+        KvCommand::Put { value, file, .. } => Some(read_value(value.clone(), file.as_deref())?),
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
         let mut backend = Backend::open(data_dir).await?;
-        let result = dispatch(&mut backend, cmd, printer).await;
+        let result = dispatch(&mut backend, cmd, put_value, printer).await;
         backend.close().await?;
         result
     })
@@ -149,10 +155,18 @@ fn unexpected(answer: &Answer) -> anyhow::Error {
     anyhow::anyhow!("the sync node gave an unexpected answer: {answer:?}")
 }
 
-async fn dispatch(backend: &mut Backend, cmd: KvCommand, printer: &Printer) -> anyhow::Result<()> {
+async fn dispatch(
+    backend: &mut Backend,
+    cmd: KvCommand,
+    put_value: Option<Vec<u8>>,
+    printer: &Printer,
+) -> anyhow::Result<()> {
     match cmd {
         KvCommand::Put { key, value, file } => {
-            let value = read_value(value, file.as_deref())?;
+            let value = match put_value {
+                Some(v) => v,
+                None => read_value(value, file.as_deref())?,
+            };
             let bytes = value.len();
             let (entry, seq) = backend.put(key.clone(), value).await?;
             printer.result(
