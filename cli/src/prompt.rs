@@ -1,7 +1,7 @@
 //! Secrets from the user: prompted on the terminal without echo, or taken from
 //! standard input / `SPHERE_PASSWORD` for scripts. Never echoed, never logged.
 
-use std::io::BufRead;
+use std::io::Read;
 
 use anyhow::Context;
 use zeroize::Zeroizing;
@@ -47,23 +47,28 @@ pub(crate) fn mnemonic_from_tty() -> anyhow::Result<Zeroizing<String>> {
     Ok(Zeroizing::new(phrase))
 }
 
-/// A mnemonic read from standard input (all of it, up to 4 KiB).
+/// Most bytes of standard input taken as a mnemonic (24 words of at most 8 letters
+/// are under 220 bytes; this leaves room for any spacing).
+const MAX_MNEMONIC_INPUT: usize = 4096;
+
+/// A mnemonic read from standard input (all of it, up to 4 KiB). Reads at most one
+/// byte past the limit, so an endless input is refused without being buffered.
 pub(crate) fn mnemonic_from_stdin() -> anyhow::Result<Zeroizing<String>> {
-    let mut text = Zeroizing::new(String::new());
-    let stdin = std::io::stdin();
-    let mut lock = stdin.lock();
-    loop {
-        let mut line = Zeroizing::new(String::new());
-        let n = lock
-            .read_line(&mut line)
-            .context("reading the mnemonic from stdin")?;
-        if n == 0 {
-            break;
-        }
-        text.push_str(&line);
-        if text.len() > 4096 {
-            return Err(user("standard input is too long to be a mnemonic"));
-        }
+    let limit = MAX_MNEMONIC_INPUT + 1;
+    // Room for one byte more than is ever read, so the buffer is never reallocated
+    // (a reallocation would leave an unzeroized copy of the secret behind).
+    let mut bytes = Zeroizing::new(Vec::with_capacity(limit + 1));
+    std::io::stdin()
+        .lock()
+        .take(u64::try_from(limit).unwrap_or(u64::MAX))
+        .read_to_end(&mut bytes)
+        .context("reading the mnemonic from stdin")?;
+    if bytes.len() > MAX_MNEMONIC_INPUT {
+        return Err(user(format!(
+            "standard input is too long to be a mnemonic (more than {MAX_MNEMONIC_INPUT} bytes)"
+        )));
     }
-    Ok(text)
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| user("standard input is not UTF-8 text, so it is not a mnemonic"))?;
+    Ok(Zeroizing::new(text.to_owned()))
 }
