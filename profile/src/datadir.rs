@@ -1,7 +1,7 @@
 //! The wallet data dir: its layout, creation, and the one-process lock.
 //!
 //! ```text
-//! <data dir>/            mode 0700
+//! <data dir>/            mode 0700 when `create` makes it (an existing dir keeps its mode)
 //!   wallet.json          public identity and settings (format below)
 //!   keys.json            mode 0600: the three working secrets (`keys::StoredKeys`)
 //!   lock                 exclusive lock held by the one process using the dir; holds its pid
@@ -461,10 +461,33 @@ impl DataDir {
     }
 }
 
+/// Creates `path` with mode 0700 if it does not exist (missing parents get the
+/// default mode). An existing dir keeps the mode its owner gave it: the secrets in
+/// it are in 0600 files either way.
 fn create_private_dir(path: &Path) -> Result<(), DataDirError> {
-    std::fs::create_dir_all(path).map_err(io_at(path))?;
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_at(parent))?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(path) {
+        Ok(()) => {}
+        // Another process made it first: then it is theirs, not ours to chmod.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {
+            return Ok(());
+        }
+        Err(e) => return Err(io_at(path)(e)),
+    }
+    #[cfg(unix)]
+    {
+        // The umask may have taken bits from the mode asked for; this sets exactly 0700.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
             .map_err(io_at(path))?;
@@ -542,6 +565,34 @@ mod tests {
         let m = Mnemonic::parse("abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about").unwrap();
         let k = WalletKeys::from_mnemonic(&m, "", 0).unwrap();
         (m, k)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn create_makes_a_new_dir_0700_and_keeps_an_existing_dirs_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, keys) = wallet();
+
+        let new = dir.path().join("a/new");
+        drop(DataDir::create(&new, &keys, "m/44'/0'/0'/0/0", MnemonicStorage::NotStored).unwrap());
+        assert_eq!(mode(&new), 0o700);
+
+        let existing = dir.path().join("existing");
+        std::fs::create_dir(&existing).unwrap();
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o750)).unwrap();
+        drop(
+            DataDir::create(
+                &existing,
+                &keys,
+                "m/44'/0'/0'/0/0",
+                MnemonicStorage::NotStored,
+            )
+            .unwrap(),
+        );
+        assert_eq!(mode(&existing), 0o750, "an existing dir keeps its mode");
+        assert_eq!(mode(&existing.join(KEYS_FILE)), 0o600);
     }
 
     #[test]
