@@ -8,6 +8,8 @@
 
 mod harness;
 
+/// Exit codes (0/1/2) across commands, non-UTF-8 paths, stdin limits.
+mod exit_cli;
 /// `sphere-cli gateway`: the embedded IPFS gateway as a process, with the official Kubo RPC client.
 mod gateway_cli;
 /// `init`, `status`, `mnemonic`.
