@@ -243,18 +243,24 @@ fn unpack_of_token_e_alone_fails_like_the_reference() {
         dir.path(),
     ));
     ok(&cli(&["uxf", "verify", car.to_str().unwrap()], dir.path()));
+    let err = unpack_fails(&car, dir.path());
+    assert!(err.contains("MISSING_ELEMENT"), "{err}");
+}
+
+/// `uxf unpack CAR -o DIR/x` in `dir`: asserts exit 1 and returns stderr.
+fn unpack_fails(car: &std::path::Path, dir: &std::path::Path) -> String {
     let out = cli(
         &[
             "uxf",
             "unpack",
             car.to_str().unwrap(),
             "-o",
-            dir.path().join("x").to_str().unwrap(),
+            dir.join("x").to_str().unwrap(),
         ],
-        dir.path(),
+        dir,
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MISSING_ELEMENT"));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A bundle of 61 token roots, each listing the one below twice as a nametag: 21 KB,
@@ -343,18 +349,7 @@ fn unpack_refuses_a_bundle_whose_token_fans_out_exponentially() {
     let p = dir.path().join("fan.car");
     std::fs::write(&p, &car).unwrap();
     ok(&cli(&["uxf", "verify", p.to_str().unwrap()], dir.path()));
-    let out = cli(
-        &[
-            "uxf",
-            "unpack",
-            p.to_str().unwrap(),
-            "-o",
-            dir.path().join("x").to_str().unwrap(),
-        ],
-        dir.path(),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = unpack_fails(&p, dir.path());
     assert!(err.contains("LIMIT_EXCEEDED"), "{err}");
 }
 
