@@ -581,9 +581,7 @@ impl Store {
 
     /// Every live `(key, value)` whose key starts with `prefix`, in key order.
     pub async fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let prefix = prefix.to_owned();
-        self.read(move |c, k| db::scan(c, k, &prefix, None, usize::MAX))
-            .await
+        self.scan_page(prefix, None, usize::MAX).await
     }
 
     /// One page of [`Store::scan`]: at most `limit` records with keys after `after`.
