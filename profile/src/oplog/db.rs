@@ -274,6 +274,8 @@ pub(crate) fn scan(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    // An `after` below the prefix would start the range outside it: ignore it.
+    let after = after.filter(|a| *a >= prefix);
     let lo = after.map_or_else(|| prefix.to_owned(), str::to_owned);
     let lo_op = if after.is_some() { ">" } else { ">=" };
     let hi = prefix_end(prefix);

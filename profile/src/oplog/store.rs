@@ -1038,6 +1038,32 @@ mod tests {
         Store::in_memory(&keys.oplog, [device; 8], StoreConfig::default()).unwrap()
     }
 
+    #[tokio::test]
+    async fn scan_pages_stay_inside_the_prefix_whatever_after_says() {
+        let s = store(1);
+        for k in ["a/1", "a/2", "b/1", "b/2", "b/3", "c/1"] {
+            s.put(k, k.as_bytes().to_vec()).await.unwrap();
+        }
+        let keys = |page: Vec<(String, Vec<u8>)>| -> Vec<String> {
+            page.into_iter().map(|(k, _)| k).collect()
+        };
+        assert_eq!(
+            keys(s.scan_page("b/", Some("b/1"), 10).await.unwrap()),
+            ["b/2", "b/3"]
+        );
+        assert_eq!(
+            keys(s.scan_page("b/", None, 2).await.unwrap()),
+            ["b/1", "b/2"]
+        );
+        // An `after` below the prefix does not reach keys outside it.
+        assert_eq!(
+            keys(s.scan_page("b/", Some("a/1"), 10).await.unwrap()),
+            ["b/1", "b/2", "b/3"]
+        );
+        assert!(s.scan_page("b/", Some("b/3"), 10).await.unwrap().is_empty());
+        assert_eq!(keys(s.scan("b/").await.unwrap()), ["b/1", "b/2", "b/3"]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parallel_verification_keeps_input_order_and_rejects_in_place() {
         let a = store(1);
