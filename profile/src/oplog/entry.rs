@@ -530,19 +530,28 @@ pub fn encode_ctx(ctx: &[Head]) -> Vec<u8> {
     serde_ipld_dagcbor::to_vec(&wire).expect("encoding plain structs into a Vec cannot fail")
 }
 
-/// Decodes a causal context the store kept (see [`encode_ctx`]).
+/// Decodes a causal context the store kept (see [`encode_ctx`]): its canonical
+/// bytes only, every head's CID checked as in an entry.
 pub fn decode_ctx(bytes: &[u8]) -> Result<Vec<Head>, DecodeError> {
     let wire: Vec<(ByteBuf, u64, Cid)> =
         serde_ipld_dagcbor::from_slice(bytes).map_err(|e| DecodeError::Cbor(e.to_string()))?;
-    wire.into_iter()
+    let heads = wire
+        .into_iter()
         .map(|(d, seq, id)| {
+            check_cid(&id, "ctx head")?;
             Ok(Head {
                 device: fixed(&d, "ctx device")?,
                 seq,
                 id,
             })
         })
-        .collect()
+        .collect::<Result<Vec<Head>, DecodeError>>()?;
+    // Trailing bytes or another encoding of the same heads would make the entry
+    // re-encoded from its row differ from the signed one.
+    if encode_ctx(&heads) != bytes {
+        return Err(DecodeError::NonCanonical);
+    }
+    Ok(heads)
 }
 
 /// Decodes an entry: strict DAG-CBOR, every field checked, canonical bytes only.
