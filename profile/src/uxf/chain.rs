@@ -182,9 +182,18 @@ impl InstanceChains {
         self.index.get(h).copied()
     }
 
-    /// Replaces all chains (chains of length ≤ 1 are dropped) and re-indexes.
+    /// Replaces all chains and re-indexes. A member repeated within one chain is kept
+    /// once (its first place), and chains left with ≤ 1 member are dropped.
     pub fn set(&mut self, entries: Vec<ChainEntry>) {
-        self.entries = entries.into_iter().filter(|e| e.chain.len() > 1).collect();
+        self.entries = entries
+            .into_iter()
+            .map(|mut e| {
+                let mut seen = HashSet::default();
+                e.chain.retain(|(h, _)| seen.insert(*h));
+                e
+            })
+            .filter(|e| e.chain.len() > 1)
+            .collect();
         self.reindex();
     }
 
@@ -279,61 +288,77 @@ impl InstanceChains {
     }
 
     /// Merges `other`'s chains into these (§10.4 mergeInstanceChains).
+    ///
+    /// The work is linear in `other`'s members: the index is updated per chain instead
+    /// of rebuilt, and the subset tests read the index. A member's index points at the
+    /// last chain holding it, so a member of `src` is in the one chain `src` overlaps
+    /// exactly when the index names that chain — the same index a full rebuild after
+    /// every chain would give (`merge_matches_the_reindexing_reference` checks it).
     pub fn merge(&mut self, other: &InstanceChains) {
         for src in &other.entries {
-            let src_set: HashSet = src.chain.iter().map(|(h, _)| *h).collect();
-            let overlapping: Vec<usize> = {
-                let mut v: Vec<usize> = src
-                    .chain
-                    .iter()
-                    .filter_map(|(h, _)| self.index.get(h).copied())
-                    .collect();
-                v.sort_unstable();
-                v.dedup();
-                v
-            };
-            if overlapping.is_empty() {
-                let i = self.entries.len();
-                for (h, _) in &src.chain {
-                    self.index.insert(*h, i);
-                }
-                self.entries.push(src.clone());
-                continue;
-            } else if let [i] = overlapping.as_slice() {
-                let Some(tgt) = self.entries.get(*i) else {
-                    continue;
-                };
-                let tgt_set: HashSet = tgt.chain.iter().map(|(h, _)| *h).collect();
-                if src_set.is_subset(&tgt_set) {
-                    // keep target
-                } else if tgt_set.is_subset(&src_set) {
-                    if let Some(t) = self.entries.get_mut(*i) {
-                        *t = src.clone();
-                    }
-                } else {
-                    // divergent: keep both heads
-                    let extra: Vec<(ContentHash, String)> = src
-                        .chain
-                        .iter()
-                        .filter(|(h, _)| !self.index.contains_key(h))
-                        .cloned()
-                        .collect();
-                    if !extra.is_empty() {
-                        let mut chain = extra;
-                        if let Some(last) = src.chain.iter().find(|(h, _)| tgt_set.contains(h)) {
-                            chain.push(last.clone());
-                        }
-                        self.entries.push(ChainEntry {
-                            head: src.head,
-                            chain,
-                        });
-                    }
-                }
-            } else {
-                self.entries.push(src.clone());
+            let mut overlapping: Vec<usize> = src
+                .chain
+                .iter()
+                .filter_map(|(h, _)| self.index.get(h).copied())
+                .collect();
+            overlapping.sort_unstable();
+            overlapping.dedup();
+            match overlapping.as_slice() {
+                [] => self.push_indexed(src.clone()),
+                [i] => self.merge_overlapping(*i, src),
+                _ => self.push_indexed(src.clone()),
             }
-            self.reindex();
         }
+    }
+
+    /// Merges `src`, whose indexed members all lie in chain `i`.
+    fn merge_overlapping(&mut self, i: usize, src: &ChainEntry) {
+        let Some(tgt) = self.entries.get(i) else {
+            return;
+        };
+        let in_tgt = |h: &ContentHash| self.index.get(h) == Some(&i);
+        if src.chain.iter().all(|(h, _)| in_tgt(h)) {
+            return; // src ⊆ tgt: keep the target
+        }
+        // Members are distinct within a chain (`set` keeps them so), so tgt ⊆ src
+        // needs tgt to be no longer than src: the test costs at most |src|.
+        let src_set: HashSet = src.chain.iter().map(|(h, _)| *h).collect();
+        if tgt.chain.len() <= src.chain.len() && tgt.chain.iter().all(|(h, _)| src_set.contains(h))
+        {
+            for (h, _) in &src.chain {
+                self.index.insert(*h, i);
+            }
+            if let Some(t) = self.entries.get_mut(i) {
+                *t = src.clone();
+            }
+            return;
+        }
+        // divergent: keep both heads, the new one down to the first shared member
+        let mut chain: Vec<(ContentHash, String)> = src
+            .chain
+            .iter()
+            .filter(|(h, _)| !self.index.contains_key(h))
+            .cloned()
+            .collect();
+        if chain.is_empty() {
+            return;
+        }
+        if let Some(shared) = src.chain.iter().find(|(h, _)| in_tgt(h)) {
+            chain.push(shared.clone());
+        }
+        self.push_indexed(ChainEntry {
+            head: src.head,
+            chain,
+        });
+    }
+
+    /// Appends a chain and points its members at it.
+    fn push_indexed(&mut self, e: ChainEntry) {
+        let i = self.entries.len();
+        for (h, _) in &e.chain {
+            self.index.insert(*h, i);
+        }
+        self.entries.push(e);
     }
 
     /// Rebuilds chains by walking forward from their tails — the reference's second
@@ -661,5 +686,135 @@ mod tests {
                 .len(),
             0
         );
+    }
+
+    /// The merge as first written: the reference's algorithm with a full re-index after
+    /// every chain (quadratic), kept to check the incremental one against.
+    fn merge_by_reindexing(this: &mut InstanceChains, other: &InstanceChains) {
+        for src in &other.entries {
+            let src_set: HashSet = src.chain.iter().map(|(h, _)| *h).collect();
+            let mut overlapping: Vec<usize> = src
+                .chain
+                .iter()
+                .filter_map(|(h, _)| this.index.get(h).copied())
+                .collect();
+            overlapping.sort_unstable();
+            overlapping.dedup();
+            if overlapping.is_empty() {
+                this.entries.push(src.clone());
+            } else if let [i] = overlapping.as_slice() {
+                let tgt = this.entries[*i].clone();
+                let tgt_set: HashSet = tgt.chain.iter().map(|(h, _)| *h).collect();
+                if src_set.is_subset(&tgt_set) {
+                } else if tgt_set.is_subset(&src_set) {
+                    this.entries[*i] = src.clone();
+                } else {
+                    let mut chain: Vec<_> = src
+                        .chain
+                        .iter()
+                        .filter(|(h, _)| !this.index.contains_key(h))
+                        .cloned()
+                        .collect();
+                    if !chain.is_empty() {
+                        if let Some(last) = src.chain.iter().find(|(h, _)| tgt_set.contains(h)) {
+                            chain.push(last.clone());
+                        }
+                        this.entries.push(ChainEntry {
+                            head: src.head,
+                            chain,
+                        });
+                    }
+                }
+            } else {
+                this.entries.push(src.clone());
+            }
+            this.reindex();
+        }
+    }
+
+    /// Chains over a universe of 10 hashes, so that they overlap in every way.
+    fn small_chains() -> impl proptest::strategy::Strategy<Value = InstanceChains> {
+        use proptest::prelude::*;
+        prop::collection::vec(prop::collection::vec(0u8..10, 0..6), 0..5).prop_map(|chains| {
+            let entries = chains
+                .into_iter()
+                .filter_map(|c| {
+                    let chain: Vec<_> = c
+                        .iter()
+                        .map(|n| (ContentHash::digest(&[*n]), "default".to_owned()))
+                        .collect();
+                    Some(ChainEntry {
+                        head: chain.first()?.0,
+                        chain,
+                    })
+                })
+                .collect();
+            let mut c = InstanceChains::default();
+            c.set(entries);
+            c
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn merge_matches_the_reindexing_reference(
+            a in small_chains(), b in small_chains(), c in small_chains()
+        ) {
+            let (mut fast, mut slow) = (a.clone(), a);
+            for other in [&b, &c] {
+                fast.merge(other);
+                merge_by_reindexing(&mut slow, other);
+                proptest::prop_assert_eq!(&fast, &slow);
+            }
+        }
+    }
+
+    #[test]
+    fn set_keeps_a_repeated_member_once() {
+        let [x, y] = [ContentHash::digest(b"x"), ContentHash::digest(b"y")];
+        let member = |h| (h, "default".to_owned());
+        let mut c = InstanceChains::default();
+        c.set(vec![
+            ChainEntry {
+                head: x,
+                chain: vec![member(x), member(y), member(x), member(y)],
+            },
+            // a chain of one member once repeats are gone: dropped
+            ChainEntry {
+                head: y,
+                chain: vec![member(y), member(y)],
+            },
+        ]);
+        assert_eq!(members(&c), vec![vec![x, y]]);
+    }
+
+    #[test]
+    fn twenty_thousand_forks_of_one_long_chain_merge_in_one_pass() {
+        // 20 000 two-member chains, each sharing the tail of one 20 000-member chain: the
+        // first merge re-indexed 20 000 times over ≥ 20 000 members (4·10⁸ inserts);
+        // this one touches each member a bounded number of times.
+        let n: usize = 20_000;
+        let h = |i: usize| ContentHash::digest(&i.to_le_bytes());
+        let member = |i| (h(i), "default".to_owned());
+        let mut long = InstanceChains::default();
+        long.set(vec![ChainEntry {
+            head: h(0),
+            chain: (0..n).map(member).collect(),
+        }]);
+        let mut forks = InstanceChains::default();
+        forks.set(
+            (0..n)
+                .map(|i| ChainEntry {
+                    head: h(n + i),
+                    chain: vec![member(n + i), member(n - 1)],
+                })
+                .collect(),
+        );
+        long.merge(&forks);
+        assert_eq!(long.len(), n + 1);
+        assert_eq!(long.get(&h(n + 7)).unwrap().head, h(n + 7));
+        // the shared tail belongs to the chain merged last
+        assert_eq!(long.get(&h(n - 1)).unwrap().head, h(2 * n - 1));
     }
 }
