@@ -105,21 +105,72 @@ impl Printer {
 
     /// An error with its cause chain (stderr; JSON object on stdout with --json).
     pub(crate) fn error(&self, err: &anyhow::Error, code: u8) {
+        let causes = distinct_causes(err);
         if self.json {
-            let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
             error_json(&err.to_string(), &causes, code);
         }
         let mut e = std::io::stderr().lock();
         let _ = write!(e, "error: {err}");
-        for cause in err.chain().skip(1) {
+        for cause in &causes {
             let _ = write!(e, "\n  caused by: {cause}");
         }
         let _ = writeln!(e);
     }
 }
 
+/// The causes of `err` worth printing under it. Many errors put their source's text in
+/// their own message *and* return it as `source()`; a cause whose text the line above
+/// already holds is left out, so nothing is said twice.
+fn distinct_causes(err: &anyhow::Error) -> Vec<String> {
+    let mut shown = err.to_string();
+    let mut causes = Vec::new();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if shown.contains(&text) {
+            continue;
+        }
+        shown.clone_from(&text);
+        causes.push(text);
+    }
+    causes
+}
+
 /// The `--json` error object on stdout: `{"error", "causes", "exit_code"}`.
 pub(crate) fn error_json(error: &str, causes: &[String], code: u8) {
     let v = serde_json::json!({"error": error, "causes": causes, "exit_code": code});
     let _ = writeln!(std::io::stdout(), "{v}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct_causes;
+
+    /// An error that says its source's text and also returns it as `source()`.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "invalid write: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_the_line_above_already_says_is_left_out() {
+        let io = std::io::Error::other("key longer than 1024 bytes");
+        let err = anyhow::Error::new(Repeats(io)).context("kv put");
+        assert_eq!(
+            distinct_causes(&err),
+            vec!["invalid write: key longer than 1024 bytes".to_owned()]
+        );
+        // a cause with its own text is kept
+        let err = anyhow::Error::new(std::io::Error::other("disk full")).context("kv put");
+        assert_eq!(distinct_causes(&err), vec!["disk full".to_owned()]);
+    }
 }
