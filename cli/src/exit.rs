@@ -2,7 +2,8 @@
 //! on stdout is success (`sphere-cli status | head -1`).
 //!
 //! A user error is one the user can fix by asking differently: bad flags or
-//! arguments, a named input file that is missing, unreadable or invalid, an address
+//! arguments, a named input file that is missing, unreadable or invalid, a named
+//! output path that cannot be written as asked ([`write_output`]), an address
 //! that cannot be listened on, a write the store refuses as invalid (also when a
 //! running sync node refuses it), a wallet state the operator must act on. Anything
 //! else (storage, network, a remote that misbehaves, bugs) is internal.
@@ -51,6 +52,35 @@ impl std::error::Error for Quiet {}
 /// Shorthand for a user error.
 pub(crate) fn user(msg: impl Into<String>) -> anyhow::Error {
     UserError(msg.into()).into()
+}
+
+/// Writes an output file named on the command line. A path that cannot be written
+/// as asked (its directory missing, no permission, a directory in the way, a
+/// read-only file system) is the user's error (exit 1); anything else, such as a
+/// full disk or an I/O error, stays internal.
+pub(crate) fn write_output(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).map_err(|e| output_error(path, "write", e))
+}
+
+/// Creates an output directory named on the command line, classified as
+/// [`write_output`] does.
+pub(crate) fn create_output_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| output_error(path, "create", e))
+}
+
+fn output_error(path: &std::path::Path, what: &str, e: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind as K;
+    let msg = format!("cannot {what} {}: {e}", path.display());
+    match e.kind() {
+        K::NotFound
+        | K::PermissionDenied
+        | K::IsADirectory
+        | K::NotADirectory
+        | K::AlreadyExists
+        | K::ReadOnlyFilesystem
+        | K::InvalidFilename => user(msg),
+        _ => anyhow::Error::new(e).context(msg),
+    }
 }
 
 fn is_user_error(err: &anyhow::Error) -> bool {

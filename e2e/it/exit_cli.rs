@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::harness::BIN;
 use crate::pointer_cli::{MNEMONIC, init_wallet, start_aggregator};
+use crate::uxf_cli::golden;
 
 /// `sphere-cli ARGS` in a clean environment (no inherited `SPHERE_*`), with `stdin`
 /// fed and closed (or an empty standard input).
@@ -129,6 +130,10 @@ fn user_errors_exit_1_with_and_without_json() {
     let (d_index, d_utf8, d_long) = (fresh("index"), fresh("utf8"), fresh("long"));
     let tcp_busy = format!("/ip4/127.0.0.1/tcp/{busy_port}");
     let long_input = vec![b'a'; 5000];
+    let token = golden().join("inputs/token-A.json").display().to_string();
+    let good_car = fresh("good.car");
+    let packed = run(&["uxf", "pack", &token, "-o", &good_car], None);
+    assert_eq!(packed.status.code(), Some(0), "{}", text(&packed.stderr));
 
     type Case<'a> = (&'a str, Vec<String>, Option<&'a [u8]>);
     let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
@@ -173,6 +178,16 @@ fn user_errors_exit_1_with_and_without_json() {
         (
             "uxf pack of a missing file",
             s(&["uxf", "pack", &missing, "-o", &fresh("out.car")]),
+            None,
+        ),
+        (
+            "uxf pack into a directory that does not exist",
+            s(&["uxf", "pack", &token, "-o", &fresh("no-such-dir/out.car")]),
+            None,
+        ),
+        (
+            "uxf unpack into a path where a file is in the way",
+            s(&["uxf", "unpack", &good_car, "-o", &garbage]),
             None,
         ),
         (
@@ -495,11 +510,7 @@ fn paths_that_are_not_utf8_are_printed_not_panicked_on() {
     human.push("status".into());
     assert_eq!(run(&human, None).status.code(), Some(0));
 
-    let shared = std::env::var("SPHERE_SHARED_DIR").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-        PathBuf::from,
-    );
-    let token = shared.join("golden/uxf/inputs/token-A.json");
+    let token = golden().join("inputs/token-A.json");
     let car = not_utf8(w, "bundle.car");
     let mut pack = os(&["--json", "uxf", "pack"]);
     pack.extend([

@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value as J;
 
-fn golden() -> PathBuf {
+/// The UXF golden vectors (under `SPHERE_SHARED_DIR`, else `../shared`).
+pub(crate) fn golden() -> PathBuf {
     let shared = std::env::var("SPHERE_SHARED_DIR").map_or_else(
         |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
         PathBuf::from,

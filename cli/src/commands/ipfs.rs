@@ -9,7 +9,7 @@ use serde_json::json;
 use sphere_profile::ipfs::{GatewayConfig, GatewayUrl, IpfsClient, Source};
 
 use crate::args::{IpfsCommand, IpfsGateways};
-use crate::exit::{Quiet, user};
+use crate::exit::{Quiet, user, write_output};
 use crate::output::{Printer, path_json};
 
 fn client(gateways: &IpfsGateways) -> anyhow::Result<IpfsClient> {
@@ -85,7 +85,7 @@ async fn fetch(
         ));
     }
     let bytes = fetched.car.encode();
-    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    write_output(output, &bytes)?;
     let from = match &fetched.source {
         Source::Local => "the local cache".to_owned(),
         Source::Gateway { url, endpoint } => format!("{url} ({endpoint})"),

@@ -325,7 +325,7 @@ async fn discover(
             printer.warn(&format!("skipped gateway {f}"));
         }
         if let Some(out) = out {
-            std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+            exit::write_output(out, bytes)?;
         }
         car_line = format!(
             "\nsnapshot CAR fetched and verified: {blocks} blocks, {} bytes, from {from}{}",

@@ -3,12 +3,11 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use serde_json::json;
 use sphere_profile::uxf::{UxfError, UxfPackage, Value, parse_token_json};
 
 use crate::args::{UxfCommand, UxfPackArgs, UxfUnpackArgs};
-use crate::exit::user;
+use crate::exit::{create_output_dir, user, write_output};
 use crate::output::{Printer, path_json};
 
 pub(crate) fn run(cmd: UxfCommand, printer: &Printer) -> anyhow::Result<()> {
@@ -68,7 +67,7 @@ fn pack(a: &UxfPackArgs, printer: &Printer) -> anyhow::Result<()> {
     let root = pkg.car_blocks().map_err(|e| user(e.to_string()))?[0]
         .0
         .to_cid_string();
-    std::fs::write(&a.output, &car).with_context(|| format!("writing {}", a.output.display()))?;
+    write_output(&a.output, &car)?;
     printer.result(
         &format!(
             "packed {count} token(s), {} unique element(s), {} bytes\nroot {root}\nwrote {}",
@@ -96,8 +95,7 @@ fn load(path: &Path) -> anyhow::Result<(Vec<u8>, UxfPackage)> {
 
 fn unpack(a: &UxfUnpackArgs, printer: &Printer) -> anyhow::Result<()> {
     let (_, pkg) = load(&a.input)?;
-    std::fs::create_dir_all(&a.output)
-        .with_context(|| format!("creating {}", a.output.display()))?;
+    create_output_dir(&a.output)?;
     let mut written = Vec::new();
     for id in pkg.manifest().keys() {
         let tok = pkg
@@ -106,7 +104,7 @@ fn unpack(a: &UxfUnpackArgs, printer: &Printer) -> anyhow::Result<()> {
         let path = a.output.join(format!("{id}.json"));
         let mut text = serde_json::to_vec_pretty(&tok)?;
         text.push(b'\n');
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        write_output(&path, &text)?;
         written.push(path);
     }
     let human = written
