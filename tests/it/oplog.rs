@@ -22,7 +22,21 @@ fn wallet(n: u8) -> WalletKeys {
 }
 
 fn mem(keys: &OplogKeys, dev: u8) -> Store {
-    Store::in_memory(keys, [dev; 8], StoreConfig::default()).unwrap()
+    mem_with(keys, dev, StoreConfig::default())
+}
+
+fn mem_with(keys: &OplogKeys, dev: u8, config: StoreConfig) -> Store {
+    Store::in_memory(keys, [dev; 8], config).unwrap()
+}
+
+/// `recent` thresholds for the stores of one test: every write moved into `state`
+/// at once, every other transaction or so, and (the default) hardly ever.
+fn recent_config(i: usize) -> StoreConfig {
+    match i % 3 {
+        0 => StoreConfig::default().with_recent_rows(1),
+        1 => StoreConfig::default().with_recent_rows(3),
+        _ => StoreConfig::default(),
+    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -100,7 +114,8 @@ proptest! {
 
     /// Random interleavings of the same entries, applied to three stores in
     /// different orders, chunkings and with duplicates, give identical state
-    /// digests, equal to the independently computed LWW model.
+    /// digests, equal to the independently computed LWW model — point reads and
+    /// scans alike, whichever of `recent` and `state` each record sits in.
     #[test]
     fn lww_convergence_any_order(
         steps in proptest::collection::vec(step(), 1..40),
@@ -109,7 +124,8 @@ proptest! {
     ) {
         let w = wallet(1);
         rt().block_on(async {
-            let writers: Vec<Store> = (0..3).map(|d| mem(&w.oplog, 10 + d as u8)).collect();
+            let writers: Vec<Store> =
+                (0..3).map(|d| mem_with(&w.oplog, 10 + d as u8, recent_config(d))).collect();
             for s in &steps {
                 match s {
                     Step::Put { dev, key, val } => {
@@ -145,12 +161,24 @@ proptest! {
                 if let Some(first) = order.first().cloned() {
                     order.push(first);
                 }
-                let s = mem(&w.oplog, 20 + r as u8);
+                let s = mem_with(&w.oplog, 20 + r as u8, recent_config(r));
                 for c in order.chunks(chunk) {
                     let rep = s.ingest(c.to_vec()).await.unwrap();
                     prop_assert!(rep.rejected.is_empty(), "{:?}", rep.rejected);
                 }
                 prop_assert_eq!(state(&s, &keys).await, expected.clone());
+                let live: Vec<(String, Vec<u8>)> = expected
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                    .collect();
+                prop_assert_eq!(s.scan("k").await.unwrap(), live.clone());
+                // a page boundary inside the map: the first two, then the rest
+                let first = s.scan_page("k", None, 2).await.unwrap();
+                let rest = match first.last() {
+                    Some((k, _)) => s.scan_page("k", Some(k.as_str()), 64).await.unwrap(),
+                    None => Vec::new(),
+                };
+                prop_assert_eq!([first, rest].concat(), live);
                 digests.push(s.state_digest().await.unwrap());
             }
             prop_assert_eq!(digests[0], digests[1]);

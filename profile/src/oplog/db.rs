@@ -5,8 +5,13 @@
 //!
 //! Invariants kept here (see [`super::schema`] for the tables): an entry is inserted,
 //! its device's head advanced, its causal context recorded and its operations merged
-//! into `state` in one `BEGIN IMMEDIATE` transaction; the in-memory device cache is
-//! replaced only after that transaction commits.
+//! into the materialized map in one `BEGIN IMMEDIATE` transaction; the in-memory
+//! device cache is replaced only after that transaction commits.
+//!
+//! The map is two tables: winning writes go to the small `recent`, which a
+//! transaction empties into the big `state` once it holds the flush threshold of
+//! rows (why: [`super::schema`]). Readers see `recent` over `state` in one read
+//! transaction: a point read looks in `recent` first, a range read merges both.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,12 +24,18 @@ use super::entry::{
 };
 use super::error::{Rejected, StoreError};
 use super::store::VerifiedEntry;
-use super::{Change, CommittedEntry, Durability, Fork, IngestReport, MAX_PENDING, Origin, Page};
+use super::{
+    Change, CommittedEntry, Durability, Fork, IngestReport, MAX_PENDING, Origin, Page, RECENT_ROWS,
+};
 use super::{Snapshot, SnapshotRow, VersionVector};
 use crate::cipher;
 
 /// AAD prefix of values sealed inline in `state`.
 pub const STATE_AAD: &[u8] = b"sphere-oplog-state-v1";
+
+/// A local entry with at least this many operations writes them to `state`
+/// directly instead of through `recent`.
+const DIRECT_TO_STATE_OPS: usize = 32;
 
 /// One cached `devices` row.
 #[derive(Debug, Clone, Copy)]
@@ -186,10 +197,75 @@ pub struct Record {
     pub seq: u64,
 }
 
-const RECORD_SQL: &str = "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
-     e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key \
-     FROM state s JOIN devices d ON d.idx = s.dev \
-     LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq";
+/// The two tables of the materialized map, in the order a reader consults them.
+#[derive(Debug, Clone, Copy)]
+enum MapTable {
+    /// The newest writes (`recent`).
+    Recent,
+    /// Everything else (`state`): rows whose key is in `recent` are hidden.
+    State,
+}
+
+impl MapTable {
+    const BOTH: [Self; 2] = [Self::Recent, Self::State];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Recent => "recent",
+            Self::State => "state",
+        }
+    }
+
+    /// A `WHERE` condition on rows `s` of this table: true for the rows the map holds.
+    fn visible(self) -> &'static str {
+        match self {
+            Self::Recent => "1",
+            Self::State => "NOT EXISTS (SELECT 1 FROM recent r WHERE r.key = s.key)",
+        }
+    }
+}
+
+/// Every visible row of `t` with its entry (when the value lives there), by key.
+fn record_sql(t: MapTable) -> String {
+    format!(
+        "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
+         e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key \
+         FROM {} s JOIN devices d ON d.idx = s.dev \
+         LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq \
+         WHERE {} ORDER BY s.key",
+        t.name(),
+        t.visible()
+    )
+}
+
+/// Runs `f` in one read transaction, so that it sees both tables of the map at one
+/// point: the caller's transaction when one is open, else a new one.
+fn in_read_tx<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if !conn.is_autocommit() {
+        return f(conn);
+    }
+    let tx = conn.unchecked_transaction()?;
+    let out = f(&tx)?;
+    tx.finish()?;
+    Ok(out)
+}
+
+/// Merges two key-ordered lists with no key in common into one, in key order.
+fn merge_by_key<T>(a: Vec<T>, b: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len().saturating_add(b.len()));
+    let mut b = b.into_iter().peekable();
+    for x in a {
+        while let Some(y) = b.next_if(|y| key(y) < key(&x)) {
+            out.push(y);
+        }
+        out.push(x);
+    }
+    out.extend(b);
+    out
+}
 
 /// The record of `key` (tombstones included).
 pub(crate) fn record(
@@ -201,19 +277,28 @@ pub(crate) fn record(
     // faster than the equivalent three-way join (measured: ~5 µs against ~30 µs).
     let tx = conn.unchecked_transaction()?;
     type StateRow = (i64, bool, Option<Vec<u8>>, i64, i64, i64);
-    let row: Option<StateRow> = tx
-        .prepare_cached("SELECT clock, tomb, value, seq, op, dev FROM state WHERE key = ?1")?
-        .query_row([key], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .optional()?;
+    let mut row: Option<StateRow> = None;
+    for t in MapTable::BOTH {
+        row = tx
+            .prepare_cached(&format!(
+                "SELECT clock, tomb, value, seq, op, dev FROM {} WHERE key = ?1",
+                t.name()
+            ))?
+            .query_row([key], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .optional()?;
+        if row.is_some() {
+            break;
+        }
+    }
     let Some((clock, tomb, inline, seq, op, idx)) = row else {
         return Ok(None);
     };
@@ -274,6 +359,28 @@ pub(crate) fn scan(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    // Both tables in one read transaction; each gives at most `limit` rows in key
+    // order, so the first `limit` of their merge are the page.
+    let (recent, state) = in_read_tx(conn, |c| {
+        Ok((
+            scan_table(c, keys, MapTable::Recent, prefix, after, limit)?,
+            scan_table(c, keys, MapTable::State, prefix, after, limit)?,
+        ))
+    })?;
+    let mut page = merge_by_key(recent, state, |(k, _)| k);
+    page.truncate(limit);
+    Ok(page)
+}
+
+/// [`scan`] of one table of the map.
+fn scan_table(
+    conn: &Connection,
+    keys: &LogKeys,
+    table: MapTable,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     // An `after` below the prefix would start the range outside it: ignore it.
     let after = after.filter(|a| *a >= prefix);
     let lo = after.map_or_else(|| prefix.to_owned(), str::to_owned);
@@ -282,10 +389,12 @@ pub(crate) fn scan(
     let sql = format!(
         "SELECT s.key, s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
          e.prev, e.clock, e.wall, e.ctx, e.body, e.sig \
-         FROM state s JOIN devices d ON d.idx = s.dev \
+         FROM {} s JOIN devices d ON d.idx = s.dev \
          LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq \
-         WHERE s.key {lo_op} ?1 AND (?2 IS NULL OR s.key < ?2) AND s.tomb = 0 \
-         ORDER BY s.key LIMIT ?3"
+         WHERE s.key {lo_op} ?1 AND (?2 IS NULL OR s.key < ?2) AND s.tomb = 0 AND {} \
+         ORDER BY s.key LIMIT ?3",
+        table.name(),
+        table.visible()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![lo, hi, i64::try_from(limit).unwrap_or(i64::MAX)])?;
@@ -450,12 +559,27 @@ pub(crate) fn state_digest(conn: &Connection, keys: &LogKeys) -> Result<[u8; 32]
     Ok(h.finalize().into())
 }
 
-/// Every state row with its value, in key order.
+/// Every record of the map with its value, in key order.
 pub(crate) fn export_rows(
     conn: &Connection,
     keys: &LogKeys,
 ) -> Result<Vec<SnapshotRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("{RECORD_SQL} ORDER BY s.key"))?;
+    let (recent, state) = in_read_tx(conn, |c| {
+        Ok((
+            export_table(c, keys, MapTable::Recent)?,
+            export_table(c, keys, MapTable::State)?,
+        ))
+    })?;
+    Ok(merge_by_key(recent, state, |r| &r.key))
+}
+
+/// [`export_rows`] of one table of the map.
+fn export_table(
+    conn: &Connection,
+    keys: &LogKeys,
+    table: MapTable,
+) -> Result<Vec<SnapshotRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(&record_sql(table))?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     let mut cache: HashMap<(DeviceId, u64), Vec<Op>> = HashMap::new();
@@ -513,6 +637,12 @@ pub(crate) struct Db {
     lamport: u64,
     /// Most rows in `pending` ([`MAX_PENDING`] unless configured lower).
     pub(crate) max_pending: usize,
+    /// Rows in `recent` at which a transaction moves them into `state`
+    /// ([`RECENT_ROWS`] unless configured otherwise).
+    pub(crate) recent_limit: usize,
+    /// Rows in `recent`, counted from above: a replaced row counts twice until the
+    /// next flush, which only makes that flush come a little early.
+    recent_rows: usize,
 }
 
 /// What happened to one remote entry.
@@ -598,6 +728,8 @@ impl Db {
             by_idx: HashMap::new(),
             lamport: 0,
             max_pending: MAX_PENDING,
+            recent_limit: RECENT_ROWS,
+            recent_rows: 0,
         };
         db.load_devices().map_err(|e| match e {
             StoreError::Sqlite(source) => sql(source),
@@ -624,6 +756,10 @@ impl Db {
                 r.get::<_, i64>(5)?,
             ))
         })?;
+        self.recent_rows = self
+            .conn
+            .query_row("SELECT count(*) FROM recent", [], |r| r.get::<_, i64>(0))
+            .map(|n| usize::try_from(n).unwrap_or(0))?;
         self.devices.clear();
         self.by_idx.clear();
         self.lamport = 0;
@@ -657,6 +793,14 @@ impl Db {
     /// Commits the open transaction; if that fails, rolls it back so the connection
     /// is never left inside a transaction, and reloads the device cache.
     fn commit(&mut self) -> Result<(), StoreError> {
+        match self.flush_recent_when_full() {
+            Ok(()) => {}
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.rollback_cache();
+                return Err(e);
+            }
+        }
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -669,7 +813,30 @@ impl Db {
         }
     }
 
-    /// Reloads the device cache after a failed transaction.
+    /// Inside the open transaction: moves `recent` into `state` once it holds
+    /// [`Self::recent_limit`] rows.
+    fn flush_recent_when_full(&mut self) -> Result<(), StoreError> {
+        if self.recent_rows >= self.recent_limit {
+            self.flush_recent()?;
+        }
+        Ok(())
+    }
+
+    /// Inside the open transaction: moves every `recent` row into `state` (a `recent`
+    /// row is always the key's winner, so it replaces the `state` row) and empties
+    /// `recent`.
+    fn flush_recent(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch(
+            "INSERT OR REPLACE INTO state (key, clock, dev, seq, op, tomb, value) \
+             SELECT key, clock, dev, seq, op, tomb, value FROM recent; \
+             DELETE FROM recent;",
+        )?;
+        self.recent_rows = 0;
+        Ok(())
+    }
+
+    /// Reloads the device cache (and the `recent` row count) after a failed
+    /// transaction.
     fn rollback_cache(&mut self) {
         if let Err(e) = self.load_devices() {
             tracing::error!(error = %e, "cannot reload the device cache after a rollback");
@@ -751,9 +918,21 @@ impl Db {
         }
         self.lamport = self.lamport.max(e.clock);
         if local {
-            let mut put = self.conn.prepare_cached(
-                "INSERT OR REPLACE INTO state (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
-            )?;
+            // A big batch fills many `state` pages anyway: writing it there directly
+            // saves writing it twice. `recent` is emptied into `state` first, so that
+            // no older `recent` row hides the new ones (one move per run of batches).
+            let table = if ops.len() >= DIRECT_TO_STATE_OPS {
+                if self.recent_rows > 0 {
+                    self.flush_recent()?;
+                }
+                "state"
+            } else {
+                self.recent_rows = self.recent_rows.saturating_add(ops.len());
+                "recent"
+            };
+            let mut put = self.conn.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {table} (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+            ))?;
             for (i, op) in ops.iter().enumerate() {
                 put.execute(params![
                     op.key,
@@ -782,11 +961,11 @@ impl Db {
         Ok(())
     }
 
-    /// Last-writer-wins merge of one write into `state`: it wins iff its
-    /// `(clock, device id, op)` is greater than the current row's.
+    /// Last-writer-wins merge of one write into the map: it wins iff its
+    /// `(clock, device id, op)` is greater than the current record's.
     #[expect(clippy::too_many_arguments, reason = "one row's columns")]
     fn merge(
-        &self,
+        &mut self,
         key: &str,
         clock: u64,
         device: DeviceId,
@@ -796,11 +975,20 @@ impl Db {
         tomb: bool,
         inline: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
-        let current: Option<(i64, i64, i64)> = self
-            .conn
-            .prepare_cached("SELECT clock, dev, op FROM state WHERE key = ?1")?
-            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
+        let mut current: Option<(i64, i64, i64)> = None;
+        for t in MapTable::BOTH {
+            current = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT clock, dev, op FROM {} WHERE key = ?1",
+                    t.name()
+                ))?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            if current.is_some() {
+                break;
+            }
+        }
         if let Some((c, d, o)) = current {
             let cur_dev = self.by_idx.get(&d).copied().unwrap_or([0; 8]);
             if (clock, device, op) <= (to_u64(c), cur_dev, u32::try_from(o).unwrap_or(0)) {
@@ -809,9 +997,10 @@ impl Db {
         }
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO state (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO recent (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![key, to_i64(clock), idx, to_i64(seq), op, tomb, inline])?;
+        self.recent_rows = self.recent_rows.saturating_add(1);
         Ok(true)
     }
 
@@ -938,11 +1127,7 @@ impl Db {
             self.rollback_cache();
             return Err(x);
         }
-        if let Err(x) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.rollback_cache();
-            return Err(x.into());
-        }
+        self.commit()?;
         report.merge(local_report);
         changes.extend(local_changes);
         Ok(())
@@ -1257,6 +1442,8 @@ impl Db {
     }
 
     fn prune_tx(&mut self) -> Result<u64, StoreError> {
+        // The queries below read and seal `state` rows: bring every record there.
+        self.flush_recent()?;
         let mut seen: HashMap<(i64, i64), u64> = HashMap::new();
         {
             let mut stmt = self

@@ -74,6 +74,11 @@ pub const MAX_INGEST: usize = 1024;
 /// Most entries kept waiting for a missing predecessor; more are rejected with
 /// [`Rejected::PendingFull`] until the gap is filled.
 pub const MAX_PENDING: usize = 65_536;
+/// Rows the `recent` table collects before a transaction moves them into `state`
+/// (the default of [`StoreConfig::with_recent_rows`]). Larger makes group commits
+/// cheaper (their writes land in a small tree) and the moves rarer but longer; the
+/// figures behind the choice are in `docs/benchmarks.md`.
+pub const RECENT_ROWS: usize = 256;
 /// Largest page [`Store::entries_since`] returns.
 pub const MAX_PAGE: usize = 1024;
 /// Capacity of the command channel to the store thread (callers wait when full).

@@ -4,7 +4,7 @@
 //! migration `m00N_…` above it, each in its own `BEGIN IMMEDIATE` transaction, and
 //! refuses a database newer than [`SCHEMA_VERSION`].
 //!
-//! # Tables (version 1)
+//! # Tables (version 2)
 //!
 //! * **`meta(k TEXT PK, v BLOB)`** — one row per setting: `log_id` (32 bytes, the
 //!   wallet's log; a store refuses to open a database of another log) and `device`
@@ -36,7 +36,16 @@
 //!   NULL while the value can be read from the entry's body; it holds the value
 //!   sealed under the body key (nonce ‖ ct ‖ tag, AAD `sphere-oplog-state-v1` ‖ key)
 //!   once the entry is pruned or when the row came from a snapshot (then `seq = 0`).
-//!   Updated in the same transaction as the entry insert.
+//!   Writes reach it through `recent` (below).
+//! * **`recent(key TEXT PK, clock, dev, seq, op, tomb, value)`, WITHOUT ROWID**
+//!   (version 2) — the newest winning writes, columns as in `state`; the
+//!   materialized map is `recent` over `state` (a key in `recent` hides its `state`
+//!   row). Every winning write goes here in the same transaction as its entry insert;
+//!   a transaction that leaves `recent` with at least the store's flush threshold of
+//!   rows (default [`crate::oplog::RECENT_ROWS`]) first moves them all into `state`
+//!   and empties it. A commit of 16 writes from 16 key ranges thus dirties the two or
+//!   three pages of a small tree instead of 16 leaves of the big one (the WAL frames
+//!   are most of a group commit's cost: `docs/benchmarks.md`).
 //! * **`seen(observer, subject, seq)` PK `(observer, subject)`, WITHOUT ROWID** — the
 //!   highest `subject` sequence number device `observer` declared in a causal
 //!   context: what every known device has passed, for pruning.
@@ -44,7 +53,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// What one migration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,10 +106,25 @@ fn m001_initial(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// Version 2: the `recent` overlay of `state`. A version-1 database has none, so
+/// its map is `state` alone, which an empty `recent` leaves unchanged.
+fn m002_recent(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS recent (
+             key   TEXT PRIMARY KEY,
+             clock INTEGER NOT NULL,
+             dev   INTEGER NOT NULL,
+             seq   INTEGER NOT NULL,
+             op    INTEGER NOT NULL,
+             tomb  INTEGER NOT NULL,
+             value BLOB) WITHOUT ROWID;",
+    )
+}
+
 type Migration = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Every migration, in order; index + 1 is the version it produces.
-const MIGRATIONS: &[Migration] = &[m001_initial];
+const MIGRATIONS: &[Migration] = &[m001_initial, m002_recent];
 
 /// The database's schema version.
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -133,11 +157,12 @@ mod tests {
     #[test]
     fn migrations_apply_once_and_are_idempotent() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Applied]);
+        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Applied; 2]);
         assert_eq!(version(&c).unwrap(), SCHEMA_VERSION);
-        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Skipped]);
-        // Re-running the migration body itself changes nothing.
+        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Skipped; 2]);
+        // Re-running the migration bodies themselves changes nothing.
         m001_initial(&c).unwrap();
+        m002_recent(&c).unwrap();
         let tables: i64 = c
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type='table'",
@@ -145,7 +170,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 6);
+        assert_eq!(tables, 7);
     }
 
     use crate::keys::WalletKeys;
@@ -162,12 +187,12 @@ mod tests {
             .join(format!("oplog-v{version}.db"))
     }
 
-    /// Writes `profile/tests/fixtures/oplog-v1.db` (run once per schema version with
-    /// `--ignored`; the file is committed and never rewritten afterwards).
+    /// Writes `profile/tests/fixtures/oplog-v{SCHEMA_VERSION}.db` (run once per schema
+    /// version with `--ignored`; the file is committed and never rewritten afterwards).
     #[test]
     #[ignore = "generates the committed fixture"]
-    fn write_v1_fixture() {
-        let path = fixture(1);
+    fn write_current_fixture() {
+        let path = fixture(SCHEMA_VERSION);
         let _ = std::fs::remove_file(&path);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -182,7 +207,10 @@ mod tests {
                 .entries_since(&crate::oplog::VersionVector::default(), 10)
                 .await
                 .unwrap();
-            let s = Store::open(&path, &k.oplog, [0xaa; 8], StoreConfig::default()).unwrap();
+            // `recent` moves into `state` at 3 rows: "a", "c1" and "c2" end in `state`,
+            // the tombstone of "c1" and "b0" in `recent`
+            let config = StoreConfig::default().with_recent_rows(3);
+            let s = Store::open(&path, &k.oplog, [0xaa; 8], config).unwrap();
             s.put("a", b"1".to_vec()).await.unwrap();
             s.put_batch([("c1", b"x".to_vec()), ("c2", b"y".to_vec())])
                 .await
@@ -201,12 +229,18 @@ mod tests {
         let _ = std::fs::remove_file(path.with_extension("db-shm"));
     }
 
-    /// Every past schema version opens and reads the same (only version 1 exists).
+    /// Every past schema version opens, reads the same and takes new writes.
     #[test]
-    fn opens_the_v1_fixture() {
+    fn opens_every_fixture() {
+        for version in 1..=SCHEMA_VERSION {
+            opens_the_fixture(version);
+        }
+    }
+
+    fn opens_the_fixture(version: i64) {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("profile.db");
-        std::fs::copy(fixture(1), &path).unwrap();
+        std::fs::copy(fixture(version), &path).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -224,6 +258,21 @@ mod tests {
             assert_eq!(s.get("b2").await.unwrap(), None);
             let sealed = s.export_snapshot().await.unwrap();
             assert_eq!(sealed.rows.len(), 4);
+            // a write over a row of the old `state`, and a new key
+            s.put("a", b"2".to_vec()).await.unwrap();
+            s.put("d", b"3".to_vec()).await.unwrap();
+            s.shutdown().await.unwrap();
+            let s = Store::open(&path, &k.oplog, [0xaa; 8], StoreConfig::default()).unwrap();
+            assert_eq!(s.get("a").await.unwrap(), Some(b"2".to_vec()));
+            let keys: Vec<String> = s
+                .scan("")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(keys, ["a", "b0", "c2", "d"], "schema v{version}");
+            assert!(s.integrity_check().await.unwrap().is_empty());
         });
     }
 }

@@ -41,7 +41,7 @@ use super::error::{DecodeError, OpenError, StoreError};
 use super::sigbatch;
 use super::{
     CHANGE_CAP, COMMAND_CAP, Change, Durability, IngestReport, MAX_INGEST, MAX_PAGE, MAX_PENDING,
-    Page, Snapshot, VersionVector,
+    Page, RECENT_ROWS, Snapshot, VersionVector,
 };
 use crate::checkpoint::{Checkpointer, wake_on_growth};
 use crate::datadir::DataDir;
@@ -59,12 +59,14 @@ pub const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(1
 pub const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Store settings. Defaults: [`Durability::Process`], at most [`MAX_PENDING`] pending
-/// entries, a group-commit linger of [`GROUP_LINGER`].
+/// entries, a group-commit linger of [`GROUP_LINGER`], [`RECENT_ROWS`] rows in
+/// `recent` before they move into `state`.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     durability: Durability,
     max_pending: usize,
     group_linger: std::time::Duration,
+    recent_rows: usize,
 }
 
 impl Default for StoreConfig {
@@ -73,6 +75,7 @@ impl Default for StoreConfig {
             durability: Durability::default(),
             max_pending: MAX_PENDING,
             group_linger: GROUP_LINGER,
+            recent_rows: RECENT_ROWS,
         }
     }
 }
@@ -102,6 +105,20 @@ impl StoreConfig {
     /// The configured pending cap.
     pub fn max_pending(&self) -> usize {
         self.max_pending
+    }
+
+    /// Moves the newest winning writes from the small `recent` table into `state`
+    /// once `recent` holds `n` rows (at least 1; default [`RECENT_ROWS`]). A tuning
+    /// knob: reads and the stored map are the same for every `n`.
+    #[must_use]
+    pub fn with_recent_rows(mut self, n: usize) -> Self {
+        self.recent_rows = n.max(1);
+        self
+    }
+
+    /// The configured `recent` threshold.
+    pub fn recent_rows(&self) -> usize {
+        self.recent_rows
     }
 
     /// How long a group-commit leader waits for company at most (default
@@ -389,6 +406,7 @@ impl Store {
         db::configure(&conn, config.durability, path.is_none()).map_err(sql)?;
         let (mut db, _) = Db::init(conn, log_keys.clone(), device)?;
         db.max_pending = config.max_pending;
+        db.recent_limit = config.recent_rows;
         // WAL checkpoints on their own thread (crate::checkpoint): commits never wait
         // for one.
         let checkpointer = match path {
@@ -1036,6 +1054,50 @@ mod tests {
     fn store(device: u8) -> Store {
         let keys = WalletKeys::from_address_key(&Secret32::new([3; 32])).unwrap();
         Store::in_memory(&keys.oplog, [device; 8], StoreConfig::default()).unwrap()
+    }
+
+    /// Rows in `recent` and in `state`.
+    async fn map_rows(s: &Store) -> (i64, i64) {
+        s.run_job(|db, _| {
+            let count = |t: &str| -> Result<i64, StoreError> {
+                Ok(db
+                    .conn
+                    .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))?)
+            };
+            Ok((count("recent")?, count("state")?))
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn recent_moves_into_state_at_the_threshold_and_before_a_prune() {
+        let keys = WalletKeys::from_address_key(&Secret32::new([3; 32])).unwrap();
+        let config = StoreConfig::default().with_recent_rows(4);
+        let s = Store::in_memory(&keys.oplog, [1; 8], config).unwrap();
+        s.put_batch([("a", vec![1]), ("b", vec![2]), ("c", vec![3])])
+            .await
+            .unwrap();
+        assert_eq!(map_rows(&s).await, (3, 0));
+        // the transaction that brings `recent` to 4 rows moves them all
+        s.delete("a").await.unwrap();
+        assert_eq!(map_rows(&s).await, (0, 3));
+        s.put("b", vec![9]).await.unwrap();
+        assert_eq!(map_rows(&s).await, (1, 3));
+        assert_eq!(s.get("b").await.unwrap(), Some(vec![9]));
+        assert_eq!(s.get("a").await.unwrap(), None);
+        // pruning reads `state` alone: everything is moved there first
+        s.prune().await.unwrap();
+        assert_eq!(map_rows(&s).await, (0, 3));
+        assert_eq!(s.get("b").await.unwrap(), Some(vec![9]));
+        let live: Vec<String> = s
+            .scan("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(live, ["b", "c"]);
     }
 
     #[tokio::test]
