@@ -96,9 +96,25 @@ async fn state(s: &Store, keys: &[String]) -> BTreeMap<String, Option<Vec<u8>>> 
 
 #[derive(Debug, Clone)]
 enum Step {
-    Put { dev: usize, key: u8, val: u8 },
-    Del { dev: usize, key: u8 },
-    Sync { from: usize, to: usize },
+    Put {
+        dev: usize,
+        key: u8,
+        val: u8,
+    },
+    Del {
+        dev: usize,
+        key: u8,
+    },
+    Sync {
+        from: usize,
+        to: usize,
+    },
+    /// One entry of 36 ops (every key six times): big enough that the store writes
+    /// it, and any ingest holding it, straight to `state`.
+    Batch {
+        dev: usize,
+        val: u8,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -106,6 +122,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0..3usize, 0..6u8, any::<u8>()).prop_map(|(dev, key, val)| Step::Put { dev, key, val }),
         2 => (0..3usize, 0..6u8).prop_map(|(dev, key)| Step::Del { dev, key }),
         1 => (0..3usize, 0..3usize).prop_map(|(from, to)| Step::Sync { from, to }),
+        1 => (0..3usize, any::<u8>()).prop_map(|(dev, val)| Step::Batch { dev, val }),
     ]
 }
 
@@ -133,6 +150,10 @@ proptest! {
                     }
                     Step::Del { dev, key } => {
                         writers[*dev].delete(format!("k{key}")).await.unwrap();
+                    }
+                    Step::Batch { dev, val } => {
+                        let ops = (0..36u8).map(|i| (format!("k{}", i % 6), vec![val.wrapping_add(i); 3]));
+                        writers[*dev].put_batch(ops).await.unwrap();
                     }
                     Step::Sync { from, to } => {
                         let es = all_entries(&writers[*from]).await;

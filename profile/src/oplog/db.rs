@@ -33,8 +33,9 @@ use crate::cipher;
 /// AAD prefix of values sealed inline in `state`.
 pub const STATE_AAD: &[u8] = b"sphere-oplog-state-v1";
 
-/// A local entry with at least this many operations writes them to `state`
-/// directly instead of through `recent`.
+/// A transaction writing at least this many records (a local entry's ops, an ingest's
+/// ops, a snapshot's rows) writes them to `state` directly instead of through
+/// `recent`.
 const DIRECT_TO_STATE_OPS: usize = 32;
 
 /// One cached `devices` row.
@@ -643,6 +644,9 @@ pub(crate) struct Db {
     /// Rows in `recent`, counted from above: a replaced row counts twice until the
     /// next flush, which only makes that flush come a little early.
     recent_rows: usize,
+    /// The open transaction writes many records: `recent` was emptied at its start
+    /// and its writes go straight to `state` ([`Self::write_to_state`]).
+    direct: bool,
 }
 
 /// What happened to one remote entry.
@@ -730,6 +734,7 @@ impl Db {
             max_pending: MAX_PENDING,
             recent_limit: RECENT_ROWS,
             recent_rows: 0,
+            direct: false,
         };
         db.load_devices().map_err(|e| match e {
             StoreError::Sqlite(source) => sql(source),
@@ -793,6 +798,7 @@ impl Db {
     /// Commits the open transaction; if that fails, rolls it back so the connection
     /// is never left inside a transaction, and reloads the device cache.
     fn commit(&mut self) -> Result<(), StoreError> {
+        self.direct = false;
         match self.flush_recent_when_full() {
             Ok(()) => {}
             Err(e) => {
@@ -835,9 +841,34 @@ impl Db {
         Ok(())
     }
 
+    /// Inside the open transaction, before its first write: when it will write at
+    /// least [`DIRECT_TO_STATE_OPS`] records, empties `recent` and sends the rest of
+    /// the transaction's writes to `state`. A big transaction fills many `state` pages
+    /// anyway; through `recent` it would write every record twice. (With `recent`
+    /// empty, no `recent` row can hide the new `state` rows.)
+    fn write_to_state(&mut self, records: usize) -> Result<(), StoreError> {
+        if records >= DIRECT_TO_STATE_OPS {
+            if self.recent_rows > 0 {
+                self.flush_recent()?;
+            }
+            self.direct = true;
+        }
+        Ok(())
+    }
+
+    /// The table the open transaction writes records to.
+    fn map_target(&self) -> MapTable {
+        if self.direct {
+            MapTable::State
+        } else {
+            MapTable::Recent
+        }
+    }
+
     /// Reloads the device cache (and the `recent` row count) after a failed
     /// transaction.
     fn rollback_cache(&mut self) {
+        self.direct = false;
         if let Err(e) = self.load_devices() {
             tracing::error!(error = %e, "cannot reload the device cache after a rollback");
         }
@@ -918,20 +949,14 @@ impl Db {
         }
         self.lamport = self.lamport.max(e.clock);
         if local {
-            // A big batch fills many `state` pages anyway: writing it there directly
-            // saves writing it twice. `recent` is emptied into `state` first, so that
-            // no older `recent` row hides the new ones (one move per run of batches).
-            let table = if ops.len() >= DIRECT_TO_STATE_OPS {
-                if self.recent_rows > 0 {
-                    self.flush_recent()?;
-                }
-                "state"
-            } else {
+            self.write_to_state(ops.len())?;
+            let table = self.map_target();
+            if !self.direct {
                 self.recent_rows = self.recent_rows.saturating_add(ops.len());
-                "recent"
-            };
+            }
             let mut put = self.conn.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO {table} (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                "INSERT OR REPLACE INTO {} (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                table.name()
             ))?;
             for (i, op) in ops.iter().enumerate() {
                 put.execute(params![
@@ -976,7 +1001,13 @@ impl Db {
         inline: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
         let mut current: Option<(i64, i64, i64)> = None;
-        for t in MapTable::BOTH {
+        // In a direct transaction `recent` is empty: only `state` can hold the key.
+        let tables: &[MapTable] = if self.direct {
+            &[MapTable::State]
+        } else {
+            &MapTable::BOTH
+        };
+        for &t in tables {
             current = self
                 .conn
                 .prepare_cached(&format!(
@@ -996,11 +1027,14 @@ impl Db {
             }
         }
         self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO recent (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {} (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                self.map_target().name()
+            ))?
             .execute(params![key, to_i64(clock), idx, to_i64(seq), op, tomb, inline])?;
-        self.recent_rows = self.recent_rows.saturating_add(1);
+        if !self.direct {
+            self.recent_rows = self.recent_rows.saturating_add(1);
+        }
         Ok(true)
     }
 
@@ -1074,6 +1108,12 @@ impl Db {
         changes: &mut Vec<Change>,
     ) -> Result<(), StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let records = items.iter().map(|v| v.ops.len()).sum();
+        if let Err(e) = self.write_to_state(records) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.rollback_cache();
+            return Err(e);
+        }
         let mut local_changes = Vec::new();
         let mut local_report = IngestReport::default();
         let mut err = None;
@@ -1087,6 +1127,7 @@ impl Db {
             Ok(b) => b,
             Err(x) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.rollback_cache();
                 return Err(x.into());
             }
         };
@@ -1372,6 +1413,7 @@ impl Db {
     }
 
     fn import_tx(&mut self, snap: &Snapshot) -> Result<usize, StoreError> {
+        self.write_to_state(snap.rows.len())?;
         for (h, clock) in &snap.heads {
             let dev = Self::device_idx(&self.conn, &mut self.devices, &mut self.by_idx, h.device)?;
             if dev.seq >= h.seq {
