@@ -217,6 +217,26 @@ impl MapTable {
         }
     }
 
+    /// The row of one key: `clock, tomb, value, seq, op, dev`.
+    fn lookup_sql(self) -> &'static str {
+        match self {
+            Self::Recent => "SELECT clock, tomb, value, seq, op, dev FROM recent WHERE key = ?1",
+            Self::State => "SELECT clock, tomb, value, seq, op, dev FROM state WHERE key = ?1",
+        }
+    }
+
+    /// Writes one key's row: `key, clock, dev, seq, op, tomb, value`.
+    fn upsert_sql(self) -> &'static str {
+        match self {
+            Self::Recent => {
+                "INSERT OR REPLACE INTO recent (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            }
+            Self::State => {
+                "INSERT OR REPLACE INTO state (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            }
+        }
+    }
+
     /// A `WHERE` condition on rows `s` of this table: true for the rows the map holds.
     fn visible(self) -> &'static str {
         match self {
@@ -281,10 +301,7 @@ pub(crate) fn record(
     let mut row: Option<StateRow> = None;
     for t in MapTable::BOTH {
         row = tx
-            .prepare_cached(&format!(
-                "SELECT clock, tomb, value, seq, op, dev FROM {} WHERE key = ?1",
-                t.name()
-            ))?
+            .prepare_cached(t.lookup_sql())?
             .query_row([key], |r| {
                 Ok((
                     r.get(0)?,
@@ -954,10 +971,7 @@ impl Db {
             if !self.direct {
                 self.recent_rows = self.recent_rows.saturating_add(ops.len());
             }
-            let mut put = self.conn.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO {} (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
-                table.name()
-            ))?;
+            let mut put = self.conn.prepare_cached(table.upsert_sql())?;
             for (i, op) in ops.iter().enumerate() {
                 put.execute(params![
                     op.key,
@@ -965,7 +979,8 @@ impl Db {
                     dev.idx,
                     to_i64(e.seq),
                     u32::try_from(i).unwrap_or(u32::MAX),
-                    op.value.is_none()
+                    op.value.is_none(),
+                    None::<Vec<u8>>
                 ])?;
             }
             return Ok(());
@@ -1010,11 +1025,8 @@ impl Db {
         for &t in tables {
             current = self
                 .conn
-                .prepare_cached(&format!(
-                    "SELECT clock, dev, op FROM {} WHERE key = ?1",
-                    t.name()
-                ))?
-                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .prepare_cached(t.lookup_sql())?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(5)?, r.get(4)?)))
                 .optional()?;
             if current.is_some() {
                 break;
@@ -1027,11 +1039,16 @@ impl Db {
             }
         }
         self.conn
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO {} (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                self.map_target().name()
-            ))?
-            .execute(params![key, to_i64(clock), idx, to_i64(seq), op, tomb, inline])?;
+            .prepare_cached(self.map_target().upsert_sql())?
+            .execute(params![
+                key,
+                to_i64(clock),
+                idx,
+                to_i64(seq),
+                op,
+                tomb,
+                inline
+            ])?;
         if !self.direct {
             self.recent_rows = self.recent_rows.saturating_add(1);
         }
