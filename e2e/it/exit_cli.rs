@@ -15,7 +15,7 @@ use multihash_codetable::{Code, MultihashDigest};
 use serde_json::Value;
 
 use crate::harness::BIN;
-use crate::pointer_cli::{MNEMONIC, init_wallet, start_aggregator};
+use crate::pointer_cli::{init_wallet, start_aggregator};
 use crate::uxf_cli::golden;
 
 /// `sphere-cli ARGS` in a clean environment (no inherited `SPHERE_*`), with `stdin`
@@ -658,20 +658,7 @@ fn an_endless_mnemonic_on_stdin_is_refused_early() {
 fn kv_put_from_stdin_does_not_hold_the_lock_while_reading() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("w");
-    let mut init = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["init", "--mnemonic-stdin", "--no-store-mnemonic"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    init.stdin
-        .take()
-        .unwrap()
-        .write_all(MNEMONIC.as_bytes())
-        .unwrap();
-    assert!(init.wait().unwrap().success());
+    init_wallet(&dir);
 
     let mut slow = Command::new(BIN)
         .arg("--data-dir")
