@@ -296,28 +296,57 @@ pub(crate) fn record(
 ) -> Result<Option<Record>, StoreError> {
     // Three point lookups in one read transaction: SQLite runs them several times
     // faster than the equivalent three-way join (measured: ~5 µs against ~30 µs).
-    let tx = conn.unchecked_transaction()?;
-    type StateRow = (i64, bool, Option<Vec<u8>>, i64, i64, i64);
-    let mut row: Option<StateRow> = None;
-    for t in MapTable::BOTH {
-        row = tx
+    in_read_tx(conn, |tx| record_in(tx, keys, key))
+}
+
+/// One key's row of the map, as `recent` or `state` holds it.
+struct MapRow {
+    clock: i64,
+    tomb: bool,
+    inline: Option<Vec<u8>>,
+    seq: i64,
+    op: i64,
+    dev: i64,
+}
+
+/// The row of `key` in the first of `tables` that has one.
+fn map_row(
+    conn: &Connection,
+    tables: &[MapTable],
+    key: &str,
+) -> Result<Option<MapRow>, StoreError> {
+    for t in tables {
+        let row = conn
             .prepare_cached(t.lookup_sql())?
             .query_row([key], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
+                Ok(MapRow {
+                    clock: r.get(0)?,
+                    tomb: r.get(1)?,
+                    inline: r.get(2)?,
+                    seq: r.get(3)?,
+                    op: r.get(4)?,
+                    dev: r.get(5)?,
+                })
             })
             .optional()?;
         if row.is_some() {
-            break;
+            return Ok(row);
         }
     }
-    let Some((clock, tomb, inline, seq, op, idx)) = row else {
+    Ok(None)
+}
+
+/// [`record`] inside the caller's read transaction.
+fn record_in(tx: &Connection, keys: &LogKeys, key: &str) -> Result<Option<Record>, StoreError> {
+    let Some(MapRow {
+        clock,
+        tomb,
+        inline,
+        seq,
+        op,
+        dev: idx,
+    }) = map_row(tx, &MapTable::BOTH, key)?
+    else {
         return Ok(None);
     };
     let dev: Vec<u8> = tx
@@ -334,7 +363,7 @@ pub(crate) fn record(
     } else if let Some(sealed) = inline {
         Some(open_value(keys, key, &sealed)?)
     } else {
-        let e = load_entry(&tx, keys, device, idx, seq)?
+        let e = load_entry(tx, keys, device, idx, seq)?
             .ok_or_else(|| StoreError::Corrupt(format!("{key:?} points at a missing entry")))?;
         let o = e
             .open_stored(keys)
@@ -347,7 +376,6 @@ pub(crate) fn record(
         }
         o.value
     };
-    tx.finish()?;
     Ok(Some(Record {
         value,
         clock: to_u64(clock),
@@ -812,28 +840,21 @@ impl Db {
         Ok(())
     }
 
-    /// Commits the open transaction; if that fails, rolls it back so the connection
-    /// is never left inside a transaction, and reloads the device cache.
+    /// Commits the open transaction, first moving a full `recent` into `state`; if that
+    /// fails, rolls it back so the connection is never left inside a transaction, and
+    /// reloads the device cache.
     fn commit(&mut self) -> Result<(), StoreError> {
         self.direct = false;
-        match self.flush_recent_when_full() {
-            Ok(()) => {}
-            Err(e) => {
+        let done = self
+            .flush_recent_when_full()
+            .and_then(|()| Ok(self.conn.execute_batch("COMMIT")?));
+        if done.is_err() {
+            if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
-                self.rollback_cache();
-                return Err(e);
             }
+            self.rollback_cache();
         }
-        match self.conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                if !self.conn.is_autocommit() {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
-                self.rollback_cache();
-                Err(e.into())
-            }
-        }
+        done
     }
 
     /// Inside the open transaction: moves `recent` into `state` once it holds
@@ -873,11 +894,13 @@ impl Db {
         Ok(())
     }
 
-    /// The table the open transaction writes records to.
-    fn map_target(&self) -> MapTable {
+    /// The table the open transaction writes its next `records` records to, counted
+    /// against the flush threshold when that is `recent`.
+    fn target_for(&mut self, records: usize) -> MapTable {
         if self.direct {
             MapTable::State
         } else {
+            self.recent_rows = self.recent_rows.saturating_add(records);
             MapTable::Recent
         }
     }
@@ -967,10 +990,7 @@ impl Db {
         self.lamport = self.lamport.max(e.clock);
         if local {
             self.write_to_state(ops.len())?;
-            let table = self.map_target();
-            if !self.direct {
-                self.recent_rows = self.recent_rows.saturating_add(ops.len());
-            }
+            let table = self.target_for(ops.len());
             let mut put = self.conn.prepare_cached(table.upsert_sql())?;
             for (i, op) in ops.iter().enumerate() {
                 put.execute(params![
@@ -1015,31 +1035,27 @@ impl Db {
         tomb: bool,
         inline: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
-        let mut current: Option<(i64, i64, i64)> = None;
         // In a direct transaction `recent` is empty: only `state` can hold the key.
         let tables: &[MapTable] = if self.direct {
             &[MapTable::State]
         } else {
             &MapTable::BOTH
         };
-        for &t in tables {
-            current = self
-                .conn
-                .prepare_cached(t.lookup_sql())?
-                .query_row([key], |r| Ok((r.get(0)?, r.get(5)?, r.get(4)?)))
-                .optional()?;
-            if current.is_some() {
-                break;
-            }
-        }
-        if let Some((c, d, o)) = current {
+        if let Some(MapRow {
+            clock: c,
+            dev: d,
+            op: o,
+            ..
+        }) = map_row(&self.conn, tables, key)?
+        {
             let cur_dev = self.by_idx.get(&d).copied().unwrap_or([0; 8]);
             if (clock, device, op) <= (to_u64(c), cur_dev, u32::try_from(o).unwrap_or(0)) {
                 return Ok(false);
             }
         }
+        let table = self.target_for(1);
         self.conn
-            .prepare_cached(self.map_target().upsert_sql())?
+            .prepare_cached(table.upsert_sql())?
             .execute(params![
                 key,
                 to_i64(clock),
@@ -1049,9 +1065,6 @@ impl Db {
                 tomb,
                 inline
             ])?;
-        if !self.direct {
-            self.recent_rows = self.recent_rows.saturating_add(1);
-        }
         Ok(true)
     }
 
