@@ -99,7 +99,7 @@ fn group_baseline(dir: &std::path::Path, commits: u64, interleaved: bool) -> f64
                 .unwrap();
         }
         c.prepare_cached(
-            "INSERT INTO entries (dev, seq, prev, clock, wall, ctx, body, sig) VALUES (?1, ?2, ?3, ?2, 0, x'80', ?4, ?5)",
+            "INSERT INTO entries (id, prev, clock, wall, ctx, body, sig) VALUES ((?1 << 40) | ?2, ?3, ?2, 0, x'80', ?4, ?5)",
         )
         .unwrap()
         .execute(rusqlite::params![dev, seq, prev.as_slice(), body.as_slice(), sig.as_slice()])
@@ -320,9 +320,9 @@ fn main() {
         for sql in [
             "SELECT clock FROM state WHERE key = ?1",
             "SELECT s.clock, d.id FROM state s JOIN devices d ON d.idx = s.dev WHERE s.key = ?1",
-            "SELECT s.clock, e.body FROM state s JOIN entries e ON e.dev = s.dev AND e.seq = s.seq WHERE s.key = ?1",
-            "SELECT s.clock, (SELECT body FROM entries e WHERE e.dev = s.dev AND e.seq = s.seq) FROM state s WHERE s.key = ?1",
-            "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key FROM state s JOIN devices d ON d.idx = s.dev LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq WHERE s.key = ?1",
+            "SELECT s.clock, e.body FROM state s JOIN entries e ON e.id = (s.dev << 40) | s.seq WHERE s.key = ?1",
+            "SELECT s.clock, (SELECT body FROM entries e WHERE e.id = (s.dev << 40) | s.seq) FROM state s WHERE s.key = ?1",
+            "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key FROM state s JOIN devices d ON d.idx = s.dev LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.id = (s.dev << 40) | s.seq WHERE s.key = ?1",
         ] {
             let plan: Vec<String> = c
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

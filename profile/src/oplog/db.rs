@@ -38,6 +38,24 @@ pub const STATE_AAD: &[u8] = b"sphere-oplog-state-v1";
 /// `recent`.
 const DIRECT_TO_STATE_OPS: usize = 32;
 
+/// Low bits of an `entries` rowid that hold the entry's sequence number; the device's
+/// `idx` is above them ([`entry_rowid`]). The SQL below spells the same key as
+/// `(s.dev << 40) | s.seq`.
+const SEQ_BITS: u32 = 40;
+const _: () = assert!(entry::MAX_SEQ < 1 << SEQ_BITS);
+
+/// Highest `devices.idx` that fits in an entry rowid above [`SEQ_BITS`] (2²³ − 1).
+pub(crate) const MAX_DEVICE_IDX: i64 = (1 << (63 - SEQ_BITS)) - 1;
+
+/// The `entries` rowid of entry `seq` of device `idx`: `idx · 2⁴⁰ + seq`. The one
+/// integer keeps the table a rowid table (why: [`super::schema`]). Callers hold
+/// `1 ≤ idx ≤ MAX_DEVICE_IDX` (checked when a device row is made) and
+/// `seq ≤ MAX_SEQ` (checked when an entry is decoded or sealed).
+fn entry_rowid(idx: i64, seq: u64) -> i64 {
+    debug_assert!((1..=MAX_DEVICE_IDX).contains(&idx) && seq <= entry::MAX_SEQ);
+    (idx << SEQ_BITS) | to_i64(seq & entry::MAX_SEQ)
+}
+
 /// One cached `devices` row.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dev {
@@ -156,9 +174,9 @@ fn load_entry(
     seq: u64,
 ) -> Result<Option<Entry>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ENTRY_COLS} FROM entries e WHERE e.dev = ?1 AND e.seq = ?2"
+        "SELECT {ENTRY_COLS} FROM entries e WHERE e.id = ?1"
     ))?;
-    let mut rows = stmt.query(params![idx, to_i64(seq)])?;
+    let mut rows = stmt.query([entry_rowid(idx, seq)])?;
     match rows.next()? {
         Some(row) => Ok(Some(entry_from_row(keys, device, seq, row, 0)?)),
         None => Ok(None),
@@ -252,7 +270,7 @@ fn record_sql(t: MapTable) -> String {
         "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
          e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key \
          FROM {} s JOIN devices d ON d.idx = s.dev \
-         LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq \
+         LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.id = (s.dev << 40) | s.seq \
          WHERE {} ORDER BY s.key",
         t.name(),
         t.visible()
@@ -418,6 +436,21 @@ pub(crate) fn scan(
     Ok(page)
 }
 
+/// The live rows of `t` with keys from `?1` (inclusive or not: `lo_op`) to `?2`
+/// (NULL: no end), at most `?3`, with their entries, by key.
+fn scan_sql(t: MapTable, lo_op: &str) -> String {
+    format!(
+        "SELECT s.key, s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
+         e.prev, e.clock, e.wall, e.ctx, e.body, e.sig \
+         FROM {} s JOIN devices d ON d.idx = s.dev \
+         LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.id = (s.dev << 40) | s.seq \
+         WHERE s.key {lo_op} ?1 AND (?2 IS NULL OR s.key < ?2) AND s.tomb = 0 AND {} \
+         ORDER BY s.key LIMIT ?3",
+        t.name(),
+        t.visible()
+    )
+}
+
 /// [`scan`] of one table of the map.
 fn scan_table(
     conn: &Connection,
@@ -432,17 +465,7 @@ fn scan_table(
     let lo = after.map_or_else(|| prefix.to_owned(), str::to_owned);
     let lo_op = if after.is_some() { ">" } else { ">=" };
     let hi = prefix_end(prefix);
-    let sql = format!(
-        "SELECT s.key, s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
-         e.prev, e.clock, e.wall, e.ctx, e.body, e.sig \
-         FROM {} s JOIN devices d ON d.idx = s.dev \
-         LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.dev = s.dev AND e.seq = s.seq \
-         WHERE s.key {lo_op} ?1 AND (?2 IS NULL OR s.key < ?2) AND s.tomb = 0 AND {} \
-         ORDER BY s.key LIMIT ?3",
-        table.name(),
-        table.visible()
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(&scan_sql(table, lo_op))?;
     let mut rows = stmt.query(params![lo, hi, i64::try_from(limit).unwrap_or(i64::MAX)])?;
     let mut out = Vec::new();
     // Entries shared by many keys of one batch are decrypted once per scan.
@@ -559,11 +582,12 @@ pub(crate) fn entries_since(
         }
         let room = limit.saturating_sub(page.entries.len());
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT e.seq, {ENTRY_COLS} FROM entries e WHERE e.dev = ?1 AND e.seq >= ?2 ORDER BY e.seq LIMIT ?3"
+            "SELECT e.id & {}, {ENTRY_COLS} FROM entries e WHERE e.id BETWEEN ?1 AND ?2 ORDER BY e.id LIMIT ?3",
+            entry::MAX_SEQ
         ))?;
         let mut rows = stmt.query(params![
-            idx,
-            to_i64(from),
+            entry_rowid(idx, from),
+            entry_rowid(idx, to_u64(seq)),
             i64::try_from(room).unwrap_or(i64::MAX)
         ])?;
         let mut last = from.saturating_sub(1);
@@ -925,8 +949,15 @@ impl Db {
         }
         conn.prepare_cached("INSERT INTO devices (id) VALUES (?1)")?
             .execute([d.as_slice()])?;
+        let idx = conn.last_insert_rowid();
+        if !(1..=MAX_DEVICE_IDX).contains(&idx) {
+            // The caller's transaction rolls the row back.
+            return Err(StoreError::TooManyDevices {
+                max: MAX_DEVICE_IDX,
+            });
+        }
         let dev = Dev {
-            idx: conn.last_insert_rowid(),
+            idx,
             seq: 0,
             head: None,
             clock: 0,
@@ -950,11 +981,10 @@ impl Db {
         let dev = Self::device_idx(&self.conn, &mut self.devices, &mut self.by_idx, e.device)?;
         self.conn
             .prepare_cached(
-                "INSERT INTO entries (dev, seq, prev, clock, wall, ctx, body, sig) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO entries (id, prev, clock, wall, ctx, body, sig) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
-                dev.idx,
-                to_i64(e.seq),
+                entry_rowid(dev.idx, e.seq),
                 e.prev.as_ref().map(|p| digest_of(p).to_vec()),
                 to_i64(e.clock),
                 to_i64(e.wall_ms),
@@ -1579,8 +1609,11 @@ impl Db {
             }
             let n = self
                 .conn
-                .prepare_cached("DELETE FROM entries WHERE dev = ?1 AND seq <= ?2")?
-                .execute(params![dev.idx, to_i64(floor)])?;
+                .prepare_cached("DELETE FROM entries WHERE id BETWEEN ?1 AND ?2")?
+                .execute(params![
+                    entry_rowid(dev.idx, 0),
+                    entry_rowid(dev.idx, floor)
+                ])?;
             removed = removed.saturating_add(n as u64);
             self.conn
                 .prepare_cached("UPDATE devices SET floor = ?2 WHERE idx = ?1")?
@@ -1613,6 +1646,38 @@ impl From<rusqlite::Error> for IngestErr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The joins from a map row to its entry compute the rowid (`(s.dev << 40) |
+    /// s.seq`): SQLite must still look the entry up by rowid, not scan `entries`.
+    #[test]
+    fn map_reads_find_their_entry_by_rowid() {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut c).unwrap();
+        for t in MapTable::BOTH {
+            for sql in [record_sql(t), scan_sql(t, ">="), scan_sql(t, ">")] {
+                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                let args: [&dyn rusqlite::ToSql; 3] = [&"a", &"b", &10];
+                let n = stmt.parameter_count();
+                let plan: Vec<String> = stmt
+                    .query_map(rusqlite::params_from_iter(&args[..n]), |r| r.get(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert!(
+                    plan.iter()
+                        .any(|p| p.starts_with("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)")),
+                    "{sql}: {plan:?}"
+                );
+                assert!(!plan.iter().any(|p| p.starts_with("SCAN e")), "{plan:?}");
+            }
+        }
+        let rowid = entry_rowid(3, 5);
+        let sql: i64 = c
+            .query_row("SELECT (3 << 40) | 5", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rowid, sql, "entry_rowid agrees with the SQL spelling");
+        assert_eq!(entry_rowid(MAX_DEVICE_IDX, entry::MAX_SEQ), i64::MAX);
+    }
 
     #[test]
     fn prefix_end_is_the_next_string() {

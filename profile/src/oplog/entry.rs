@@ -14,9 +14,9 @@
 //! | `v` | uint | format version, [`ENTRY_VERSION`] (1); any other value fails closed |
 //! | `log` | bytes(32) | log id: HKDF of the wallet's OpLog root ([`crate::keys::OplogKeys::log_id`]) |
 //! | `dev` | bytes(8) | the writing device's id |
-//! | `seq` | uint ≥ 1 | per-device sequence number, gapless: 1, 2, 3 … |
+//! | `seq` | uint, 1 ≤ seq ≤ [`MAX_SEQ`] | per-device sequence number, gapless: 1, 2, 3 … |
 //! | `prev` | CID \| null | the same device's entry `seq − 1`; null iff `seq = 1` |
-//! | `ctx` | array of `[bytes(8) device, uint seq ≥ 1, CID head]` | causal context: the heads of *other* devices the writer had applied, sorted by device, at most [`MAX_CTX`] |
+//! | `ctx` | array of `[bytes(8) device, uint seq (1 ..= MAX_SEQ), CID head]` | causal context: the heads of *other* devices the writer had applied, sorted by device, at most [`MAX_CTX`] |
 //! | `clock` | uint ≥ 1 | Lamport clock: greater than every clock the writer had seen |
 //! | `wall` | uint | writer's wall clock, ms since the Unix epoch (informational only) |
 //! | `key` | bytes(33) | the compressed secp256k1 public key of the signer |
@@ -67,6 +67,10 @@ pub const MAX_VALUE_BYTES: usize = 256 * 1024;
 pub const MAX_BODY_PLAINTEXT: usize = 960 * 1024;
 /// Most heads in a causal context (devices of one wallet).
 pub const MAX_CTX: usize = 256;
+/// Highest sequence number (2⁴⁰ − 1, over a trillion entries per device). The store
+/// keys an entry row by one 64-bit integer holding the device and the sequence number
+/// ([`crate::oplog::schema`]); a bound on `seq` is what lets it.
+pub const MAX_SEQ: u64 = (1 << 40) - 1;
 /// Length of a device id.
 pub const DEVICE_ID_LEN: usize = 8;
 /// Domain separator hashed before the unsigned entry bytes.
@@ -264,6 +268,21 @@ pub fn digest_of(cid: &Cid) -> [u8; 32] {
     out
 }
 
+/// A sequence number in `1 ..= MAX_SEQ`; `field` names it in the error.
+pub(crate) fn check_seq(seq: u64, field: &'static str) -> Result<(), DecodeError> {
+    match seq {
+        0 => Err(DecodeError::Field {
+            field,
+            reason: "sequence numbers start at 1",
+        }),
+        s if s > MAX_SEQ => Err(DecodeError::Field {
+            field,
+            reason: "sequence numbers end at 2^40 - 1",
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn check_cid(cid: &Cid, field: &'static str) -> Result<(), DecodeError> {
     if cid.version() != cid::Version::V1
         || cid.codec() != DAG_CBOR
@@ -401,6 +420,7 @@ impl Entry {
         ops: &[Op],
         nonce: [u8; NONCE_LEN],
     ) -> Result<(Self, Vec<u8>), DecodeError> {
+        check_seq(draft.seq, "seq")?;
         check_ops(ops)?;
         let plain = encode_ops(ops);
         if plain.len() > MAX_BODY_PLAINTEXT {
@@ -570,12 +590,7 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
         return Err(DecodeError::Version(w.v));
     }
     let device: DeviceId = fixed(&w.dev, "dev")?;
-    if w.seq == 0 {
-        return Err(DecodeError::Field {
-            field: "seq",
-            reason: "sequence numbers start at 1",
-        });
-    }
+    check_seq(w.seq, "seq")?;
     match (&w.prev, w.seq) {
         (None, 1) => {}
         (Some(p), s) if s > 1 => check_cid(p, "prev")?,
@@ -608,12 +623,7 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
                 reason: "the causal context names the writer itself",
             });
         }
-        if *seq == 0 {
-            return Err(DecodeError::Field {
-                field: "ctx",
-                reason: "head sequence numbers start at 1",
-            });
-        }
+        check_seq(*seq, "ctx")?;
         check_cid(id, "ctx head")?;
         if let Some(last) = ctx.last()
             && last.device >= d
@@ -836,6 +846,25 @@ pub(crate) mod tests {
         assert!(matches!(
             decode(&e.encode()),
             Err(DecodeError::Field { field: "seq", .. })
+        ));
+        // The last sequence number seals and decodes; the next does neither.
+        let e = Entry::seal(&k, draft(MAX_SEQ), &ops()).unwrap();
+        assert_eq!(decode(&e.encode()).unwrap(), e);
+        assert!(matches!(
+            Entry::seal(&k, draft(MAX_SEQ + 1), &ops()),
+            Err(DecodeError::Field { field: "seq", .. })
+        ));
+        let mut e = Entry::seal(&k, draft(2), &ops()).unwrap();
+        e.seq = MAX_SEQ + 1;
+        assert!(matches!(
+            decode(&e.encode()),
+            Err(DecodeError::Field { field: "seq", .. })
+        ));
+        let mut e = Entry::seal(&k, draft(2), &ops()).unwrap();
+        e.ctx[0].seq = MAX_SEQ + 1;
+        assert!(matches!(
+            decode(&e.encode()),
+            Err(DecodeError::Field { field: "ctx", .. })
         ));
         let mut e = Entry::seal(&k, draft(2), &ops()).unwrap();
         e.prev = None;

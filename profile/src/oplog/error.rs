@@ -212,6 +212,14 @@ pub enum StoreError {
     /// A snapshot belongs to another log or is malformed.
     #[error("invalid snapshot: {0}")]
     Snapshot(String),
+    /// The store has given out every local device number an entry row can hold
+    /// (`devices.idx`, [`crate::oplog::schema`]); entries naming a new device cannot
+    /// be stored.
+    #[error("this store knows {max} devices, the most it can hold")]
+    TooManyDevices {
+        /// The limit.
+        max: i64,
+    },
     /// Stored data is inconsistent (a bug or outside tampering).
     #[error("corrupt store: {0}")]
     Corrupt(String),

@@ -4,7 +4,7 @@
 //! migration `m00N_…` above it, each in its own `BEGIN IMMEDIATE` transaction, and
 //! refuses a database newer than [`SCHEMA_VERSION`].
 //!
-//! # Tables (version 2)
+//! # Tables (version 3)
 //!
 //! * **`meta(k TEXT PK, v BLOB)`** — one row per setting: `log_id` (32 bytes, the
 //!   wallet's log; a store refuses to open a database of another log) and `device`
@@ -16,10 +16,16 @@
 //!   32-byte sha2-256 digest of entry `seq` (NULL iff `seq = 0`), `clock` that entry's
 //!   Lamport clock. `floor`: entries with `seq ≤ floor` may be absent from `entries`
 //!   (pruned, or covered by an imported snapshot); `floor ≤ seq`.
-//! * **`entries(dev, seq, prev, clock, wall, ctx, body, sig)` PK `(dev, seq)`,
-//!   WITHOUT ROWID** — one row per applied entry, its fields as columns: `prev` is
-//!   the previous entry's 32-byte digest (NULL for seq 1), `ctx` the canonical CBOR
-//!   of the causal-context array, `body` nonce ‖ ciphertext ‖ tag, `sig` 65 bytes.
+//! * **`entries(id INTEGER PK, prev, clock, wall, ctx, body, sig)`** (version 3) —
+//!   one row per applied entry, keyed by `id = devices.idx · 2⁴⁰ + seq` (so
+//!   `idx ≤ 2²³ − 1` and `seq ≤` [`crate::oplog::entry::MAX_SEQ`]), its fields as
+//!   columns: `prev` is the previous entry's 32-byte digest (NULL for seq 1), `ctx`
+//!   the canonical CBOR of the causal-context array, `body` nonce ‖ ciphertext ‖ tag,
+//!   `sig` 65 bytes. Versions 1 and 2 keyed the table `(dev, seq)` WITHOUT ROWID:
+//!   such a table keeps whole rows in its interior pages too, and a 16-write entry
+//!   (≈ 1.2 KB) is also past the ≈ 1 KB a row of it may hold before spilling to an
+//!   overflow page, so every group commit wrote more pages; a rowid table keeps only
+//!   the integer in its interior pages and rows up to ≈ 4 KB in its leaves.
 //!   The log id and signer key are those of `meta` and are not repeated; the entry's
 //!   exact bytes are re-encoded from the row (the encoding is canonical, so they are
 //!   identical, and the id is their CID). Invariant: for every device, rows exist for
@@ -50,10 +56,13 @@
 //!   highest `subject` sequence number device `observer` declared in a causal
 //!   context: what every known device has passed, for pruning.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::db::MAX_DEVICE_IDX;
+use super::entry::MAX_SEQ;
 
 /// The newest schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// What one migration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +130,45 @@ fn m002_recent(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// Version 3: `entries` becomes a rowid table keyed by `dev · 2⁴⁰ + seq` (a copy of
+/// every row). Fails, changing nothing, if a stored device number or sequence number
+/// does not fit that key.
+fn m003_entries_by_rowid(conn: &Connection) -> rusqlite::Result<()> {
+    let misfits: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM entries WHERE dev NOT BETWEEN 1 AND ?1 OR seq NOT BETWEEN 1 AND ?2) \
+              + (SELECT count(*) FROM devices WHERE idx NOT BETWEEN 1 AND ?1)",
+        params![MAX_DEVICE_IDX, i64::try_from(MAX_SEQ).unwrap_or(i64::MAX)],
+        |r| r.get(0),
+    )?;
+    if misfits > 0 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some(format!(
+                "schema 3 keys entries by device · 2^40 + seq: {misfits} stored device or entry numbers do not fit"
+            )),
+        ));
+    }
+    conn.execute_batch(
+        "CREATE TABLE entries_v3 (
+             id    INTEGER PRIMARY KEY,
+             prev  BLOB,
+             clock INTEGER NOT NULL,
+             wall  INTEGER NOT NULL,
+             ctx   BLOB NOT NULL,
+             body  BLOB NOT NULL,
+             sig   BLOB NOT NULL);
+         INSERT INTO entries_v3 (id, prev, clock, wall, ctx, body, sig)
+             SELECT (dev << 40) | seq, prev, clock, wall, ctx, body, sig FROM entries
+             ORDER BY dev, seq;
+         DROP TABLE entries;
+         ALTER TABLE entries_v3 RENAME TO entries;",
+    )
+}
+
 type Migration = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Every migration, in order; index + 1 is the version it produces.
-const MIGRATIONS: &[Migration] = &[m001_initial, m002_recent];
+const MIGRATIONS: &[Migration] = &[m001_initial, m002_recent, m003_entries_by_rowid];
 
 /// The database's schema version.
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -157,10 +201,10 @@ mod tests {
     #[test]
     fn migrations_apply_once_and_are_idempotent() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Applied; 2]);
+        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Applied; 3]);
         assert_eq!(version(&c).unwrap(), SCHEMA_VERSION);
-        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Skipped; 2]);
-        // Re-running the migration bodies themselves changes nothing.
+        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Skipped; 3]);
+        // Re-running the `IF NOT EXISTS` migration bodies changes nothing.
         m001_initial(&c).unwrap();
         m002_recent(&c).unwrap();
         let tables: i64 = c
@@ -171,6 +215,35 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 7);
+    }
+
+    #[test]
+    fn m003_refuses_numbers_that_do_not_fit_the_rowid_and_changes_nothing() {
+        let mut c = Connection::open_in_memory().unwrap();
+        m001_initial(&c).unwrap();
+        m002_recent(&c).unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        let too_big = i64::try_from(MAX_SEQ + 1).unwrap();
+        c.execute_batch(&format!(
+            "INSERT INTO devices (idx, id) VALUES (1, x'0102030405060708');
+             INSERT INTO entries (dev, seq, clock, wall, ctx, body, sig)
+                 VALUES (1, {too_big}, 1, 0, x'80', x'00', x'00');"
+        ))
+        .unwrap();
+        let err = migrate(&mut c).unwrap_err();
+        assert!(err.to_string().contains("do not fit"), "{err}");
+        assert_eq!(version(&c).unwrap(), 2);
+        let seq: i64 = c
+            .query_row("SELECT seq FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seq, too_big, "the old table is untouched");
+
+        c.execute_batch("UPDATE entries SET seq = 7").unwrap();
+        migrate(&mut c).unwrap();
+        let id: i64 = c
+            .query_row("SELECT id FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, (1 << 40) + 7);
     }
 
     use crate::keys::WalletKeys;

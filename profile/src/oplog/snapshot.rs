@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `v` | uint | [`SNAPSHOT_VERSION`] (1); other values fail closed |
 //! | `log` | bytes(32) | the log id |
-//! | `heads` | array of `[bytes(8) device, uint seq ≥ 1, CID head, uint clock]` | the version vector covered, sorted by device, no repeats |
+//! | `heads` | array of `[bytes(8) device, uint seq (1 ..= 2⁴⁰ − 1), CID head, uint clock]` | the version vector covered, sorted by device, no repeats |
 //! | `rows` | array of `[text key, uint clock ≥ 1, bytes(8) device, uint op, bytes value \| null]` | every state record (null = tombstone), sorted by key, no repeats |
 //!
 //! The decoder accepts at most [`MAX_SNAPSHOT_BYTES`], decodes strictly and rejects
@@ -153,12 +153,7 @@ impl Snapshot {
         let mut heads: Vec<(Head, u64)> = Vec::with_capacity(w.heads.len());
         for (d, seq, id, clock) in w.heads {
             let device = dev(&d)?;
-            if seq == 0 {
-                return Err(DecodeError::Field {
-                    field: "heads",
-                    reason: "head sequence numbers start at 1",
-                });
-            }
+            entry::check_seq(seq, "heads")?;
             entry::check_cid(&id, "heads")?;
             if heads.last().is_some_and(|(h, _)| h.device >= device) {
                 return Err(DecodeError::Field {
@@ -278,6 +273,17 @@ mod tests {
                 "{id}"
             );
         }
+    }
+
+    #[test]
+    fn a_head_past_the_last_sequence_number_is_refused() {
+        let k = keys(1);
+        let mut s = sample();
+        s.heads.first_mut().unwrap().0.seq = entry::MAX_SEQ + 1;
+        assert!(matches!(
+            Snapshot::open(&s.seal(&k), &k),
+            Err(DecodeError::Field { field: "heads", .. })
+        ));
     }
 
     proptest! {

@@ -1100,6 +1100,37 @@ mod tests {
         assert_eq!(live, ["b", "c"]);
     }
 
+    /// Entry rows are keyed by `devices.idx · 2⁴⁰ + seq`: a store that has handed out
+    /// the last device number refuses entries of a new device, and keeps working.
+    #[tokio::test]
+    async fn a_device_past_the_last_rowid_number_is_refused_with_a_typed_error() {
+        let s = store(1);
+        let other = store(2);
+        other.put("x", vec![1]).await.unwrap();
+        let page = other
+            .entries_since(&VersionVector::default(), 10)
+            .await
+            .unwrap();
+        s.run_job(|db, _| {
+            db.conn.execute(
+                "INSERT INTO devices (idx, id) VALUES (?1, x'0909090909090909')",
+                [db::MAX_DEVICE_IDX],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let err = s.ingest(page.entries).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::TooManyDevices { max } if max == db::MAX_DEVICE_IDX),
+            "{err:?}"
+        );
+        assert_eq!(s.get("x").await.unwrap(), None);
+        s.put("y", vec![2]).await.unwrap();
+        assert_eq!(s.get("y").await.unwrap(), Some(vec![2]));
+        assert_eq!(s.version_vector().await.unwrap().get(&[2; 8]), 0);
+    }
+
     #[tokio::test]
     async fn scan_pages_stay_inside_the_prefix_whatever_after_says() {
         let s = store(1);
