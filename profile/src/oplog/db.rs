@@ -23,6 +23,7 @@ use super::entry::{
     encode_ctx,
 };
 use super::error::{Rejected, StoreError};
+use super::presign::PresignPool;
 use super::store::VerifiedEntry;
 use super::{
     Change, CommittedEntry, Durability, Fork, IngestReport, MAX_PENDING, Origin, Page, RECENT_ROWS,
@@ -716,6 +717,8 @@ pub(crate) struct Db {
     /// The open transaction writes many records: `recent` was emptied at its start
     /// and its writes go straight to `state` ([`Self::write_to_state`]).
     direct: bool,
+    /// Signatures half-made ahead of the local entries that need them.
+    presign: PresignPool,
 }
 
 /// What happened to one remote entry.
@@ -793,7 +796,9 @@ impl Db {
             .map_err(sql)?;
             tx.commit().map_err(sql)?;
         }
+        let presign = PresignPool::start(keys.signing_key()).map_err(OpenError::Thread)?;
         let mut db = Self {
+            presign,
             conn,
             keys,
             me,
@@ -1138,7 +1143,7 @@ impl Db {
             clock: self.lamport.saturating_add(1),
             wall_ms: now_ms(),
         };
-        let (e, bytes) = Entry::seal_encoded(&self.keys, draft, ops)?;
+        let (e, bytes) = Entry::seal_presigned(&self.keys, draft, ops, self.presign.take())?;
         let id = entry::cid_of(&bytes);
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let r = self.apply(&e, ops, digest_of(&id), true);

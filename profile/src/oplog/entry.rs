@@ -27,8 +27,10 @@
 //!
 //! * **Header bytes** (the AAD of the body): the canonical DAG-CBOR of the map without
 //!   `body` and `sig` (nine keys).
-//! * **Signature**: ECDSA/secp256k1 (RFC 6979) over the prehash
-//!   `SHA-256(`[`SIG_DOMAIN`]` ‖ CBOR(map without sig))`, low-S.
+//! * **Signature**: ECDSA/secp256k1 over the prehash
+//!   `SHA-256(`[`SIG_DOMAIN`]` ‖ CBOR(map without sig))`, low-S. [`Entry::seal`] uses
+//!   RFC 6979 nonces; a store's commits complete presignatures with hedged random
+//!   nonces (`oplog::presign`). Verifiers cannot and need not tell which.
 //! * **Entry id**: the CID of the full encoded entry.
 //! * **Body plaintext**: a DAG-CBOR array of operations `[key text, value bytes | null]`
 //!   (null = delete), at least one, at most [`MAX_OPS`]; keys ≤ [`MAX_KEY_BYTES`],
@@ -49,6 +51,7 @@ use sha2::{Digest, Sha256};
 use crate::cipher;
 use crate::keys::{KeyError, OplogKeys};
 use crate::oplog::error::{DecodeError, Rejected};
+use crate::oplog::presign::Presignature;
 use crate::secret::Secret32;
 
 /// The only entry format version this code writes and reads.
@@ -222,6 +225,11 @@ impl LogKeys {
     /// The public key entries must be signed by.
     pub fn public_key(&self) -> &[u8; 33] {
         &self.public
+    }
+
+    /// The signing key, for [`crate::oplog::presign`].
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.signing
     }
 
     /// The public key as a curve point, for [`crate::oplog::sigbatch`].
@@ -406,9 +414,20 @@ impl Entry {
         draft: Draft,
         ops: &[Op],
     ) -> Result<(Self, Vec<u8>), DecodeError> {
+        Self::seal_presigned(keys, draft, ops, None)
+    }
+
+    /// [`Entry::seal_encoded`], completing `presig` (made for `keys`) instead of
+    /// signing from scratch when one is given ([`super::presign`]).
+    pub(crate) fn seal_presigned(
+        keys: &LogKeys,
+        draft: Draft,
+        ops: &[Op],
+        presig: Option<Presignature>,
+    ) -> Result<(Self, Vec<u8>), DecodeError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce);
-        Self::seal_with_nonce(keys, draft, ops, nonce)
+        Self::seal_inner(keys, draft, ops, nonce, presig)
     }
 
     /// [`Entry::seal`] with a caller-chosen body nonce. Reusing a nonce under one
@@ -419,6 +438,16 @@ impl Entry {
         draft: Draft,
         ops: &[Op],
         nonce: [u8; NONCE_LEN],
+    ) -> Result<(Self, Vec<u8>), DecodeError> {
+        Self::seal_inner(keys, draft, ops, nonce, None)
+    }
+
+    fn seal_inner(
+        keys: &LogKeys,
+        draft: Draft,
+        ops: &[Op],
+        nonce: [u8; NONCE_LEN],
+        presig: Option<Presignature>,
     ) -> Result<(Self, Vec<u8>), DecodeError> {
         check_seq(draft.seq, "seq")?;
         check_ops(ops)?;
@@ -444,12 +473,20 @@ impl Entry {
         };
         e.body = cipher::encrypt_with_iv(&keys.body, &nonce, &plain, &e.header_bytes());
         let digest = e.signing_digest();
-        let (sig, recid): (Signature, RecoveryId) = keys.signing.sign_prehash_recoverable(&digest);
-        // k256 already normalizes to low-S; keep the recovery id consistent if it did not.
-        let (sig, recid) = match sig.normalize_s() {
-            n if n == sig => (sig, recid),
-            n => (n, RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced())),
-        };
+        let (sig, recid) =
+            match presig.and_then(|p| p.sign(keys.signing.as_nonzero_scalar(), &digest)) {
+                Some(done) => done,
+                None => {
+                    let (sig, recid): (Signature, RecoveryId) =
+                        keys.signing.sign_prehash_recoverable(&digest);
+                    // k256 already normalizes to low-S; keep the recovery id consistent if
+                    // it did not.
+                    match sig.normalize_s() {
+                        n if n == sig => (sig, recid),
+                        n => (n, RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced())),
+                    }
+                }
+            };
         let mut out = [0u8; 65];
         out[..64].copy_from_slice(&sig.to_bytes());
         out[64] = recid.to_byte();

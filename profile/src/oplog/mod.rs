@@ -50,6 +50,7 @@
 pub mod db;
 pub mod entry;
 pub mod error;
+pub(crate) mod presign;
 pub mod schema;
 pub mod sigbatch;
 pub mod snapshot;
