@@ -231,6 +231,37 @@ fn main() {
         sigbatch::GROUP,
         batch_us / verify_us
     );
+    // The bytes of a 16-write group entry: encoded three times per commit (header,
+    // signed part, whole), decoded and re-encoded once per entry ingested.
+    let group_ops: Vec<Op> = (0..16)
+        .map(|w| Op {
+            key: format!("w{w:02}/00000001"),
+            value: Some(VALUE.to_vec()),
+        })
+        .collect();
+    let big = Entry::seal(&lk, draft.clone(), &group_ops).unwrap();
+    let bytes = big.encode();
+    let t = Instant::now();
+    for _ in 0..20_000 {
+        std::hint::black_box(std::hint::black_box(&big).encode());
+    }
+    let encode_us = t.elapsed().as_secs_f64() / 20_000.0 * 1e6;
+    let t = Instant::now();
+    for _ in 0..20_000 {
+        std::hint::black_box(entry::decode(std::hint::black_box(&bytes)).unwrap());
+    }
+    let decode_us = t.elapsed().as_secs_f64() / 20_000.0 * 1e6;
+    let t = Instant::now();
+    for _ in 0..20_000 {
+        std::hint::black_box(entry::cid_of(std::hint::black_box(&bytes)));
+    }
+    let hash_us = t.elapsed().as_secs_f64() / 20_000.0 * 1e6;
+    println!(
+        "entry     16-op entry ({} B): encode {encode_us:.2} µs, decode {decode_us:.2} µs; baseline SHA-256 of its bytes {hash_us:.2} µs ({:.1}× / {:.1}×)",
+        bytes.len(),
+        encode_us / hash_us,
+        decode_us / hash_us
+    );
 
     let c = process_cpu().as_secs_f64();
     let base = baseline(dir, 20_000, "NORMAL");

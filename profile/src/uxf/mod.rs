@@ -29,7 +29,7 @@
 
 mod assemble;
 pub mod car;
-mod cbor;
+pub(crate) mod cbor;
 mod chain;
 mod deconstruct;
 mod diff;
