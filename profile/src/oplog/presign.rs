@@ -145,7 +145,10 @@ impl NonceSource {
     }
 
     fn presignature(&mut self) -> Option<Presignature> {
-        self.next().and_then(|k| Presignature::from_nonce(&k))
+        let mut k = self.next()?;
+        let made = Presignature::from_nonce(&k);
+        k.zeroize();
+        made
     }
 }
 
