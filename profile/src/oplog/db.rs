@@ -40,8 +40,8 @@ pub const STATE_AAD: &[u8] = b"sphere-oplog-state-v1";
 const DIRECT_TO_STATE_OPS: usize = 32;
 
 /// Low bits of an `entries` rowid that hold the entry's sequence number; the device's
-/// `idx` is above them ([`entry_rowid`]). The SQL below spells the same key as
-/// `(s.dev << 40) | s.seq`.
+/// `idx` is above them ([`entry_rowid`]). The SQL spells the same key as
+/// `(s.dev << 40) | s.seq` ([`WITH_DEVICE_AND_ENTRY`]).
 const SEQ_BITS: u32 = 40;
 const _: () = assert!(entry::MAX_SEQ < 1 << SEQ_BITS);
 
@@ -265,13 +265,17 @@ impl MapTable {
     }
 }
 
+/// Joins map rows `s` to their device `d` and, when the value lives in the entry
+/// body, to their entry `e` by its rowid ([`entry_rowid`], spelled in SQL).
+const WITH_DEVICE_AND_ENTRY: &str = "JOIN devices d ON d.idx = s.dev \
+     LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.id = (s.dev << 40) | s.seq";
+
 /// Every visible row of `t` with its entry (when the value lives there), by key.
 fn record_sql(t: MapTable) -> String {
     format!(
         "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
          e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key \
-         FROM {} s JOIN devices d ON d.idx = s.dev \
-         LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.id = (s.dev << 40) | s.seq \
+         FROM {} s {WITH_DEVICE_AND_ENTRY} \
          WHERE {} ORDER BY s.key",
         t.name(),
         t.visible()
@@ -443,8 +447,7 @@ fn scan_sql(t: MapTable, lo_op: &str) -> String {
     format!(
         "SELECT s.key, s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
          e.prev, e.clock, e.wall, e.ctx, e.body, e.sig \
-         FROM {} s JOIN devices d ON d.idx = s.dev \
-         LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.id = (s.dev << 40) | s.seq \
+         FROM {} s {WITH_DEVICE_AND_ENTRY} \
          WHERE s.key {lo_op} ?1 AND (?2 IS NULL OR s.key < ?2) AND s.tomb = 0 AND {} \
          ORDER BY s.key LIMIT ?3",
         t.name(),
