@@ -340,13 +340,19 @@ struct Wire {
     sig: ByteBuf,
 }
 
+/// CBOR major types the entry writer uses ([`Entry::wire`], [`link`]).
+const UINT: u8 = 0;
+const BYTES: u8 = 2;
+const ARRAY: u8 = 4;
+const MAP: u8 = 5;
+const TAG: u8 = 6;
+
 /// A DAG-CBOR link: tag 42 over the byte string `0x00 ‖ CID bytes`.
 fn link(out: &mut Vec<u8>, cid: &Cid) {
-    const TAG: u8 = 6;
     const DAG_CBOR_LINK: u64 = 42;
     crate::uxf::cbor::head(out, TAG, DAG_CBOR_LINK);
     let raw = cid.to_bytes();
-    crate::uxf::cbor::head(out, 2, raw.len().saturating_add(1) as u64);
+    crate::uxf::cbor::head(out, BYTES, raw.len().saturating_add(1) as u64);
     out.push(0);
     out.extend_from_slice(&raw);
 }
@@ -375,9 +381,6 @@ impl Entry {
     /// re-encodes once. `tests::writer_matches_serde` pins it to serde's bytes.
     fn wire(&self, part: Part) -> Vec<u8> {
         use crate::uxf::cbor::{bytes, head, null, text};
-        const UINT: u8 = 0;
-        const ARRAY: u8 = 4;
-        const MAP: u8 = 5;
         let (fields, body, sig) = match part {
             Part::Header => (9, false, false),
             Part::Unsigned => (10, true, false),
