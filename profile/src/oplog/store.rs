@@ -1052,8 +1052,12 @@ mod tests {
     use crate::secret::Secret32;
 
     fn store(device: u8) -> Store {
+        store_with(device, StoreConfig::default())
+    }
+
+    fn store_with(device: u8, config: StoreConfig) -> Store {
         let keys = WalletKeys::from_address_key(&Secret32::new([3; 32])).unwrap();
-        Store::in_memory(&keys.oplog, [device; 8], StoreConfig::default()).unwrap()
+        Store::in_memory(&keys.oplog, [device; 8], config).unwrap()
     }
 
     /// Rows in `recent` and in `state`.
@@ -1072,9 +1076,7 @@ mod tests {
 
     #[tokio::test]
     async fn recent_moves_into_state_at_the_threshold_and_before_a_prune() {
-        let keys = WalletKeys::from_address_key(&Secret32::new([3; 32])).unwrap();
-        let config = StoreConfig::default().with_recent_rows(4);
-        let s = Store::in_memory(&keys.oplog, [1; 8], config).unwrap();
+        let s = store_with(1, StoreConfig::default().with_recent_rows(4));
         s.put_batch([("a", vec![1]), ("b", vec![2]), ("c", vec![3])])
             .await
             .unwrap();
@@ -1258,9 +1260,7 @@ mod tests {
     }
 
     fn store_with_linger(linger: std::time::Duration) -> Store {
-        let keys = WalletKeys::from_address_key(&Secret32::new([3; 32])).unwrap();
-        let config = StoreConfig::default().with_group_linger(linger);
-        Store::in_memory(&keys.oplog, [1; 8], config).unwrap()
+        store_with(1, StoreConfig::default().with_group_linger(linger))
     }
 
     /// A leader waits for as many writes as the largest group so far, even for one
