@@ -8,12 +8,15 @@
 //! into the materialized map in one `BEGIN IMMEDIATE` transaction; the in-memory
 //! device cache is replaced only after that transaction commits.
 //!
-//! The map is two tables: winning writes go to the small `recent`, which a
+//! The map is two tables: winning writes are appended to `recent`, which a
 //! transaction empties into the big `state` once it holds the flush threshold of
-//! rows (why: [`super::schema`]). Readers see `recent` over `state` in one read
-//! transaction: a point read looks in `recent` first, a range read merges both.
+//! rows (why: [`super::schema`]). `recent` has no key index in SQLite; the writer
+//! keeps one in memory (`oplog/recent.rs`), publishing a transaction's rows once it
+//! commits. Readers take from that index, then read `state` in one read
+//! transaction, and keep per key the record that ranks higher.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use cid::Cid;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -24,6 +27,7 @@ use super::entry::{
 };
 use super::error::{Rejected, StoreError};
 use super::presign::PresignPool;
+use super::recent::{RecentIndex, RecentRow, Staged};
 use super::store::VerifiedEntry;
 use super::{
     Change, CommittedEntry, Durability, Fork, IngestReport, MAX_PENDING, Origin, Page, RECENT_ROWS,
@@ -217,72 +221,49 @@ pub struct Record {
     pub seq: u64,
 }
 
-/// The two tables of the materialized map, in the order a reader consults them.
+/// The two tables of the materialized map, as targets of a write.
 #[derive(Debug, Clone, Copy)]
 enum MapTable {
-    /// The newest writes (`recent`).
+    /// The newest writes (`recent`, appended in write order).
     Recent,
-    /// Everything else (`state`): rows whose key is in `recent` are hidden.
+    /// Everything else (`state`, one row per key).
     State,
 }
 
 impl MapTable {
-    const BOTH: [Self; 2] = [Self::Recent, Self::State];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Recent => "recent",
-            Self::State => "state",
-        }
-    }
-
-    /// The row of one key: `clock, tomb, value, seq, op, dev`.
-    fn lookup_sql(self) -> &'static str {
-        match self {
-            Self::Recent => "SELECT clock, tomb, value, seq, op, dev FROM recent WHERE key = ?1",
-            Self::State => "SELECT clock, tomb, value, seq, op, dev FROM state WHERE key = ?1",
-        }
-    }
-
-    /// Writes one key's row: `key, clock, dev, seq, op, tomb, value`.
-    fn upsert_sql(self) -> &'static str {
+    /// Writes one key's row: `key, clock, dev, seq, op, tomb, value`. `recent` takes
+    /// every winning write as a new row; `state` replaces the key's row.
+    fn write_sql(self) -> &'static str {
         match self {
             Self::Recent => {
-                "INSERT OR REPLACE INTO recent (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT INTO recent (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             }
             Self::State => {
                 "INSERT OR REPLACE INTO state (key, clock, dev, seq, op, tomb, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             }
         }
     }
-
-    /// A `WHERE` condition on rows `s` of this table: true for the rows the map holds.
-    fn visible(self) -> &'static str {
-        match self {
-            Self::Recent => "1",
-            Self::State => "NOT EXISTS (SELECT 1 FROM recent r WHERE r.key = s.key)",
-        }
-    }
 }
 
-/// Joins map rows `s` to their device `d` and, when the value lives in the entry
+/// Joins `state` rows `s` to their device `d` and, when the value lives in the entry
 /// body, to their entry `e` by its rowid ([`entry_rowid`], spelled in SQL).
 const WITH_DEVICE_AND_ENTRY: &str = "JOIN devices d ON d.idx = s.dev \
      LEFT JOIN entries e ON s.value IS NULL AND s.tomb = 0 AND e.id = (s.dev << 40) | s.seq";
 
-/// Every visible row of `t` with its entry (when the value lives there), by key.
-fn record_sql(t: MapTable) -> String {
+/// `state` rows (tombstones included) with keys from `?1` (inclusive or not:
+/// `lo_op`) to `?2` (NULL: no end), at most `?3`, with their devices and entries, by
+/// key: the columns [`Found::from_state`] reads.
+fn state_range_sql(lo_op: &str) -> String {
     format!(
-        "SELECT s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
-         e.prev, e.clock, e.wall, e.ctx, e.body, e.sig, s.key \
-         FROM {} s {WITH_DEVICE_AND_ENTRY} \
-         WHERE {} ORDER BY s.key",
-        t.name(),
-        t.visible()
+        "SELECT s.key, s.clock, s.tomb, s.value, s.seq, s.op, s.dev, d.id, \
+         e.prev, e.clock, e.wall, e.ctx, e.body, e.sig \
+         FROM state s {WITH_DEVICE_AND_ENTRY} \
+         WHERE s.key {lo_op} ?1 AND (?2 IS NULL OR s.key < ?2) \
+         ORDER BY s.key LIMIT ?3"
     )
 }
 
-/// Runs `f` in one read transaction, so that it sees both tables of the map at one
+/// Runs `f` in one read transaction, so that it sees `state` and the entries at one
 /// point: the caller's transaction when one is open, else a new one.
 fn in_read_tx<T>(
     conn: &Connection,
@@ -297,32 +278,215 @@ fn in_read_tx<T>(
     Ok(out)
 }
 
-/// Merges two key-ordered lists with no key in common into one, in key order.
-fn merge_by_key<T>(a: Vec<T>, b: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
-    let mut out = Vec::with_capacity(a.len().saturating_add(b.len()));
-    let mut b = b.into_iter().peekable();
-    for x in a {
-        while let Some(y) = b.next_if(|y| key(y) < key(&x)) {
-            out.push(y);
+/// One record of the map before its value is read.
+struct Found {
+    key: String,
+    clock: u64,
+    device: DeviceId,
+    /// The device's `devices.idx`.
+    dev: i64,
+    seq: u64,
+    op: u32,
+    tomb: bool,
+    inline: Option<Vec<u8>>,
+    /// The entry holding the value, when a join already loaded it.
+    entry: Option<Entry>,
+}
+
+impl Found {
+    fn from_recent(key: String, r: RecentRow) -> Self {
+        Self {
+            key,
+            clock: r.clock,
+            device: r.device,
+            dev: r.dev,
+            seq: r.seq,
+            op: r.op,
+            tomb: r.tomb,
+            inline: r.inline,
+            entry: None,
         }
-        out.push(x);
     }
-    out.extend(b);
+
+    /// A row of [`state_range_sql`]. Its entry is kept only the first time a read
+    /// meets it (`met` remembers): later records of the same entry find its body
+    /// already decrypted ([`Values`]).
+    fn from_state(
+        keys: &LogKeys,
+        row: &rusqlite::Row<'_>,
+        met: &mut HashSet<(DeviceId, u64)>,
+    ) -> Result<Self, StoreError> {
+        let device = device_id(&row.get::<_, Vec<u8>>(7)?)?;
+        let seq = to_u64(row.get(4)?);
+        // The join yields entry columns only for a value that lives in the entry.
+        let entry = if row.get_ref(12)?.data_type() == rusqlite::types::Type::Blob
+            && met.insert((device, seq))
+        {
+            Some(entry_from_row(keys, device, seq, row, 8)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            key: row.get(0)?,
+            clock: to_u64(row.get(1)?),
+            tomb: row.get(2)?,
+            inline: row.get(3)?,
+            seq,
+            op: u32::try_from(row.get::<_, i64>(5)?)
+                .map_err(|_| StoreError::Corrupt("op index".into()))?,
+            dev: row.get(6)?,
+            device,
+            entry,
+        })
+    }
+
+    fn rank(&self) -> (u64, DeviceId, u32) {
+        (self.clock, self.device, self.op)
+    }
+
+    fn record(self, value: Option<Vec<u8>>) -> Record {
+        Record {
+            value,
+            clock: self.clock,
+            device: self.device,
+            op: self.op,
+            seq: self.seq,
+        }
+    }
+}
+
+fn device_id(id: &[u8]) -> Result<DeviceId, StoreError> {
+    id.try_into()
+        .map_err(|_| StoreError::Corrupt("device id length".into()))
+}
+
+/// The record of a key that `recent` (as the index showed it before the read
+/// transaction) and `state` (as the transaction sees it) may both hold: the `recent`
+/// row only if it outranks the `state` row. Equal ranks are one record seen in both
+/// places (it moved into `state` in between), and `state` can still read its value
+/// even if the entry was pruned since ([`super::recent`]).
+fn newer(recent: Option<Found>, state: Option<Found>) -> Option<Found> {
+    match (recent, state) {
+        (Some(r), Some(s)) if r.rank() > s.rank() => Some(r),
+        (Some(_), Some(s)) => Some(s),
+        (r, s) => r.or(s),
+    }
+}
+
+/// Merges the index's rows and `state`'s rows, both in key order, keeping per key the
+/// one [`newer`] picks.
+fn overlay(recent: Vec<(String, RecentRow)>, state: Vec<Found>) -> Vec<Found> {
+    let mut out = Vec::with_capacity(recent.len().saturating_add(state.len()));
+    let mut state = state.into_iter().peekable();
+    for (key, row) in recent {
+        while let Some(s) = state.next_if(|s| s.key < key) {
+            out.push(s);
+        }
+        let s = state.next_if(|s| s.key == key);
+        out.extend(newer(Some(Found::from_recent(key, row)), s));
+    }
+    out.extend(state);
     out
+}
+
+/// Reads the values of map records inside one read transaction, decrypting each
+/// entry body once even when it holds many of the records.
+struct Values<'a> {
+    tx: &'a Connection,
+    keys: &'a LogKeys,
+    bodies: HashMap<(DeviceId, u64), Vec<Op>>,
+}
+
+impl<'a> Values<'a> {
+    fn new(tx: &'a Connection, keys: &'a LogKeys) -> Self {
+        Self {
+            tx,
+            keys,
+            bodies: HashMap::new(),
+        }
+    }
+
+    /// The value of `f`; `None` for a tombstone.
+    fn of(&mut self, f: &mut Found) -> Result<Option<Vec<u8>>, StoreError> {
+        if f.tomb {
+            return Ok(None);
+        }
+        if let Some(sealed) = &f.inline {
+            return open_value(self.keys, &f.key, sealed).map(Some);
+        }
+        let id = (f.device, f.seq);
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.bodies.entry(id) {
+            let e =
+                match f.entry.take() {
+                    Some(e) => e,
+                    None => load_entry(self.tx, self.keys, f.device, f.dev, f.seq)?.ok_or_else(
+                        || StoreError::Corrupt(format!("{:?} points at a missing entry", f.key)),
+                    )?,
+                };
+            slot.insert(
+                e.open_stored(self.keys).map_err(|err| {
+                    StoreError::Corrupt(format!("entry body of {:?}: {err}", f.key))
+                })?,
+            );
+        }
+        let op = self
+            .bodies
+            .get(&id)
+            .and_then(|ops| ops.get(f.op as usize))
+            .ok_or_else(|| StoreError::Corrupt(format!("{:?} op index out of range", f.key)))?;
+        if op.key != f.key {
+            return Err(StoreError::Corrupt(format!(
+                "{:?} op holds another key",
+                f.key
+            )));
+        }
+        Ok(op.value.clone())
+    }
 }
 
 /// The record of `key` (tombstones included).
 pub(crate) fn record(
     conn: &Connection,
+    recent: &RecentIndex,
     keys: &LogKeys,
     key: &str,
 ) -> Result<Option<Record>, StoreError> {
-    // Three point lookups in one read transaction: SQLite runs them several times
-    // faster than the equivalent three-way join (measured: ~5 µs against ~30 µs).
-    in_read_tx(conn, |tx| record_in(tx, keys, key))
+    // The index first, then the read transaction (why: [`super::recent`]).
+    let mem = recent
+        .get(key)
+        .map(|r| Found::from_recent(key.to_owned(), r));
+    in_read_tx(conn, |tx| {
+        let Some(mut f) = newer(mem, state_row(tx, key)?) else {
+            return Ok(None);
+        };
+        let value = Values::new(tx, keys).of(&mut f)?;
+        Ok(Some(f.record(value)))
+    })
 }
 
-/// One key's row of the map, as `recent` or `state` holds it.
+/// The `state` row of `key`. Point lookups, each by primary key: SQLite runs them
+/// several times faster than the equivalent join (measured: ~5 µs against ~30 µs).
+fn state_row(tx: &Connection, key: &str) -> Result<Option<Found>, StoreError> {
+    let Some(row) = map_row(tx, key)? else {
+        return Ok(None);
+    };
+    let id: Vec<u8> = tx
+        .prepare_cached("SELECT id FROM devices WHERE idx = ?1")?
+        .query_row([row.dev], |r| r.get(0))?;
+    Ok(Some(Found {
+        key: key.to_owned(),
+        clock: to_u64(row.clock),
+        device: device_id(&id)?,
+        dev: row.dev,
+        seq: to_u64(row.seq),
+        op: u32::try_from(row.op).map_err(|_| StoreError::Corrupt("op index".into()))?,
+        tomb: row.tomb,
+        inline: row.inline,
+        entry: None,
+    }))
+}
+
+/// One key's row in `state`.
 struct MapRow {
     clock: i64,
     tomb: bool,
@@ -332,80 +496,21 @@ struct MapRow {
     dev: i64,
 }
 
-/// The row of `key` in the first of `tables` that has one.
-fn map_row(
-    conn: &Connection,
-    tables: &[MapTable],
-    key: &str,
-) -> Result<Option<MapRow>, StoreError> {
-    for t in tables {
-        let row = conn
-            .prepare_cached(t.lookup_sql())?
-            .query_row([key], |r| {
-                Ok(MapRow {
-                    clock: r.get(0)?,
-                    tomb: r.get(1)?,
-                    inline: r.get(2)?,
-                    seq: r.get(3)?,
-                    op: r.get(4)?,
-                    dev: r.get(5)?,
-                })
+/// The `state` row of `key`, without its device id.
+fn map_row(conn: &Connection, key: &str) -> Result<Option<MapRow>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT clock, tomb, value, seq, op, dev FROM state WHERE key = ?1")?
+        .query_row([key], |r| {
+            Ok(MapRow {
+                clock: r.get(0)?,
+                tomb: r.get(1)?,
+                inline: r.get(2)?,
+                seq: r.get(3)?,
+                op: r.get(4)?,
+                dev: r.get(5)?,
             })
-            .optional()?;
-        if row.is_some() {
-            return Ok(row);
-        }
-    }
-    Ok(None)
-}
-
-/// [`record`] inside the caller's read transaction.
-fn record_in(tx: &Connection, keys: &LogKeys, key: &str) -> Result<Option<Record>, StoreError> {
-    let Some(MapRow {
-        clock,
-        tomb,
-        inline,
-        seq,
-        op,
-        dev: idx,
-    }) = map_row(tx, &MapTable::BOTH, key)?
-    else {
-        return Ok(None);
-    };
-    let dev: Vec<u8> = tx
-        .prepare_cached("SELECT id FROM devices WHERE idx = ?1")?
-        .query_row([idx], |r| r.get(0))?;
-    let device: DeviceId = dev
-        .as_slice()
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("device id length".into()))?;
-    let op = u32::try_from(op).map_err(|_| StoreError::Corrupt("op index".into()))?;
-    let seq = to_u64(seq);
-    let value = if tomb {
-        None
-    } else if let Some(sealed) = inline {
-        Some(open_value(keys, key, &sealed)?)
-    } else {
-        let e = load_entry(tx, keys, device, idx, seq)?
-            .ok_or_else(|| StoreError::Corrupt(format!("{key:?} points at a missing entry")))?;
-        let o = e
-            .open_stored(keys)
-            .map_err(|err| StoreError::Corrupt(format!("entry body of {key:?}: {err}")))?
-            .into_iter()
-            .nth(op as usize)
-            .ok_or_else(|| StoreError::Corrupt(format!("{key:?} op index out of range")))?;
-        if o.key != key {
-            return Err(StoreError::Corrupt(format!("{key:?} op holds another key")));
-        }
-        o.value
-    };
-    Ok(Some(Record {
-        value,
-        clock: to_u64(clock),
-        device,
-        op,
-        seq,
-    }))
+        })
+        .optional()?)
 }
 
 /// The smallest string greater than every string starting with `prefix`, if any.
@@ -423,85 +528,67 @@ fn prefix_end(prefix: &str) -> Option<String> {
 /// Live records under `prefix`, by key, at most `limit`, starting after `after`.
 pub(crate) fn scan(
     conn: &Connection,
+    recent: &RecentIndex,
     keys: &LogKeys,
-    prefix: &str,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-    // Both tables in one read transaction; each gives at most `limit` rows in key
-    // order, so the first `limit` of their merge are the page.
-    let (recent, state) = in_read_tx(conn, |c| {
-        Ok((
-            scan_table(c, keys, MapTable::Recent, prefix, after, limit)?,
-            scan_table(c, keys, MapTable::State, prefix, after, limit)?,
-        ))
-    })?;
-    let mut page = merge_by_key(recent, state, |(k, _)| k);
-    page.truncate(limit);
-    Ok(page)
-}
-
-/// The live rows of `t` with keys from `?1` (inclusive or not: `lo_op`) to `?2`
-/// (NULL: no end), at most `?3`, with their entries, by key.
-fn scan_sql(t: MapTable, lo_op: &str) -> String {
-    format!(
-        "SELECT s.key, s.clock, s.tomb, s.value, s.seq, s.op, d.id, \
-         e.prev, e.clock, e.wall, e.ctx, e.body, e.sig \
-         FROM {} s {WITH_DEVICE_AND_ENTRY} \
-         WHERE s.key {lo_op} ?1 AND (?2 IS NULL OR s.key < ?2) AND s.tomb = 0 AND {} \
-         ORDER BY s.key LIMIT ?3",
-        t.name(),
-        t.visible()
-    )
-}
-
-/// [`scan`] of one table of the map.
-fn scan_table(
-    conn: &Connection,
-    keys: &LogKeys,
-    table: MapTable,
     prefix: &str,
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     // An `after` below the prefix would start the range outside it: ignore it.
     let after = after.filter(|a| *a >= prefix);
-    let lo = after.map_or_else(|| prefix.to_owned(), str::to_owned);
-    let lo_op = if after.is_some() { ">" } else { ">=" };
     let hi = prefix_end(prefix);
-    let mut stmt = conn.prepare_cached(&scan_sql(table, lo_op))?;
-    let mut rows = stmt.query(params![lo, hi, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+    let mut lo = after.unwrap_or(prefix).to_owned();
+    let mut exclusive = after.is_some();
+    // Every `recent` row of the range (there are at most about a flush threshold's
+    // worth), taken before the read transaction.
+    let mut mem = recent
+        .range(&lo, exclusive, hi.as_deref(), usize::MAX)
+        .into_iter()
+        .peekable();
     let mut out = Vec::new();
-    // Entries shared by many keys of one batch are decrypted once per scan.
-    let mut cache: HashMap<(DeviceId, u64), Vec<Op>> = HashMap::new();
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let inline: Option<Vec<u8>> = row.get(3)?;
-        let value = if let Some(sealed) = inline {
-            open_value(keys, &key, &sealed)?
-        } else {
-            let seq = to_u64(row.get(4)?);
-            let op = usize::try_from(row.get::<_, i64>(5)?).unwrap_or(usize::MAX);
-            let dev: Vec<u8> = row.get(6)?;
-            let device: DeviceId = dev
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("device id length".into()))?;
-            if let std::collections::hash_map::Entry::Vacant(v) = cache.entry((device, seq)) {
-                let e = entry_from_row(keys, device, seq, row, 7)?;
-                v.insert(
-                    e.open_stored(keys)
-                        .map_err(|err| StoreError::Corrupt(format!("entry body: {err}")))?,
-                );
-            }
-            cache
-                .get(&(device, seq))
-                .and_then(|ops| ops.get(op))
-                .and_then(|o| o.value.clone())
-                .ok_or_else(|| StoreError::Corrupt(format!("{key:?} op missing")))?
-        };
-        out.push((key, value));
+    if limit == 0 {
+        return Ok(out);
     }
+    // `state` in chunks that include tombstones, a few more rows than the page
+    // needs: a `recent` row can hide or delete a `state` row.
+    let chunk = limit.saturating_add(16);
+    in_read_tx(conn, |tx| {
+        let mut values = Values::new(tx, keys);
+        let mut met = HashSet::new();
+        let mut stmt = tx.prepare_cached(&state_range_sql(if exclusive { ">" } else { ">=" }))?;
+        loop {
+            let mut state = Vec::new();
+            let mut rows = stmt.query(params![lo, hi, i64::try_from(chunk).unwrap_or(i64::MAX)])?;
+            while let Some(row) = rows.next()? {
+                state.push(Found::from_state(keys, row, &mut met)?);
+            }
+            drop(rows);
+            let last = (state.len() >= chunk)
+                .then(|| state.last().map(|f| f.key.clone()))
+                .flatten();
+            // The `recent` rows up to the chunk's last key, or all once `state` ends.
+            let mut mine = Vec::new();
+            while let Some(m) = mem.next_if(|(k, _)| last.as_ref().is_none_or(|l| k <= l)) {
+                mine.push(m);
+            }
+            for mut f in overlay(mine, state) {
+                if let Some(v) = values.of(&mut f)? {
+                    out.push((f.key, v));
+                    if out.len() >= limit {
+                        return Ok(());
+                    }
+                }
+            }
+            let Some(last) = last else {
+                return Ok(());
+            };
+            lo = last;
+            if !exclusive {
+                exclusive = true;
+                stmt = tx.prepare_cached(&state_range_sql(">"))?;
+            }
+        }
+    })?;
     Ok(out)
 }
 
@@ -611,9 +698,13 @@ pub(crate) fn entries_since(
 
 /// SHA-256 over the live and tombstoned state, in key order: equal iff two stores
 /// hold the same records (key, clock, device, value | tombstone).
-pub(crate) fn state_digest(conn: &Connection, keys: &LogKeys) -> Result<[u8; 32], StoreError> {
+pub(crate) fn state_digest(
+    conn: &Connection,
+    recent: &RecentIndex,
+    keys: &LogKeys,
+) -> Result<[u8; 32], StoreError> {
     use sha2::{Digest, Sha256};
-    let rows = export_rows(conn, keys)?;
+    let rows = export_rows(conn, recent, keys)?;
     let mut h = Sha256::new();
     for r in rows {
         h.update((r.key.len() as u64).to_be_bytes());
@@ -636,69 +727,46 @@ pub(crate) fn state_digest(conn: &Connection, keys: &LogKeys) -> Result<[u8; 32]
 /// Every record of the map with its value, in key order.
 pub(crate) fn export_rows(
     conn: &Connection,
+    recent: &RecentIndex,
     keys: &LogKeys,
 ) -> Result<Vec<SnapshotRow>, StoreError> {
-    let (recent, state) = in_read_tx(conn, |c| {
-        Ok((
-            export_table(c, keys, MapTable::Recent)?,
-            export_table(c, keys, MapTable::State)?,
-        ))
-    })?;
-    Ok(merge_by_key(recent, state, |r| &r.key))
-}
-
-/// [`export_rows`] of one table of the map.
-fn export_table(
-    conn: &Connection,
-    keys: &LogKeys,
-    table: MapTable,
-) -> Result<Vec<SnapshotRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(&record_sql(table))?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    let mut cache: HashMap<(DeviceId, u64), Vec<Op>> = HashMap::new();
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(12)?;
-        // Decrypt each entry once even when it holds many winning keys.
-        let tomb: bool = row.get(1)?;
-        let inline: Option<Vec<u8>> = row.get(2)?;
-        let seq = to_u64(row.get(3)?);
-        let op = u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX);
-        let dev: Vec<u8> = row.get(5)?;
-        let device: DeviceId = dev
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("device id length".into()))?;
-        let value = if tomb {
-            None
-        } else if let Some(sealed) = inline {
-            Some(open_value(keys, &key, &sealed)?)
-        } else {
-            if let std::collections::hash_map::Entry::Vacant(v) = cache.entry((device, seq)) {
-                let e = entry_from_row(keys, device, seq, row, 6)?;
-                v.insert(
-                    e.open_stored(keys)
-                        .map_err(|err| StoreError::Corrupt(format!("entry body: {err}")))?,
-                );
+    // The index first, then the read transaction (why: [`super::recent`]).
+    let mem = recent.all();
+    in_read_tx(conn, |tx| {
+        let mut values = Values::new(tx, keys);
+        let mut out = Vec::new();
+        let mut push = |f: Option<Found>| -> Result<(), StoreError> {
+            if let Some(mut f) = f {
+                let value = values.of(&mut f)?;
+                out.push(SnapshotRow {
+                    clock: f.clock,
+                    device: f.device,
+                    op: f.op,
+                    value,
+                    key: f.key,
+                });
             }
-            let v = cache
-                .get(&(device, seq))
-                .and_then(|ops| ops.get(op as usize))
-                .ok_or_else(|| StoreError::Corrupt(format!("{key:?} op missing")))?;
-            if v.key != key {
-                return Err(StoreError::Corrupt(format!("{key:?} op holds another key")));
-            }
-            v.value.clone()
+            Ok(())
         };
-        out.push(SnapshotRow {
-            clock: to_u64(row.get(0)?),
-            device,
-            op,
-            value,
-            key,
-        });
-    }
-    Ok(out)
+        let mut mem = mem.into_iter().peekable();
+        let mut met = HashSet::new();
+        let mut stmt = tx.prepare_cached(&state_range_sql(">="))?;
+        let mut rows = stmt.query(params!["", None::<String>, i64::MAX])?;
+        while let Some(row) = rows.next()? {
+            let s = Found::from_state(keys, row, &mut met)?;
+            while let Some((k, r)) = mem.next_if(|(k, _)| *k < s.key) {
+                push(Some(Found::from_recent(k, r)))?;
+            }
+            let m = mem
+                .next_if(|(k, _)| *k == s.key)
+                .map(|(k, r)| Found::from_recent(k, r));
+            push(newer(m, Some(s)))?;
+        }
+        for (k, r) in mem {
+            push(Some(Found::from_recent(k, r)))?;
+        }
+        Ok(out)
+    })
 }
 
 /// The writer side: owns the connection and the device cache.
@@ -720,6 +788,10 @@ pub(crate) struct Db {
     /// The open transaction writes many records: `recent` was emptied at its start
     /// and its writes go straight to `state` ([`Self::write_to_state`]).
     direct: bool,
+    /// The key index of `recent`'s committed rows, shared with the readers.
+    pub(crate) recent: Arc<RecentIndex>,
+    /// What the open transaction did to `recent`, published when it commits.
+    staged: Staged,
     /// Signatures half-made ahead of the local entries that need them.
     presign: PresignPool,
 }
@@ -812,6 +884,8 @@ impl Db {
             recent_limit: RECENT_ROWS,
             recent_rows: 0,
             direct: false,
+            recent: Arc::default(),
+            staged: Staged::default(),
         };
         db.load_devices().map_err(|e| match e {
             StoreError::Sqlite(source) => sql(source),
@@ -838,10 +912,6 @@ impl Db {
                 r.get::<_, i64>(5)?,
             ))
         })?;
-        self.recent_rows = self
-            .conn
-            .query_row("SELECT count(*) FROM recent", [], |r| r.get::<_, i64>(0))
-            .map(|n| usize::try_from(n).unwrap_or(0))?;
         self.devices.clear();
         self.by_idx.clear();
         self.lamport = 0;
@@ -869,6 +939,38 @@ impl Db {
             self.by_idx.insert(idx, device);
             self.lamport = self.lamport.max(to_u64(clock));
         }
+        drop(stmt);
+        self.load_recent()
+    }
+
+    /// Rebuilds the index of `recent` from the table (each key's newest row).
+    fn load_recent(&mut self) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, clock, dev, seq, op, tomb, value FROM recent ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        let (mut index, mut n) = (BTreeMap::new(), 0usize);
+        while let Some(r) = rows.next()? {
+            let dev: i64 = r.get(2)?;
+            let device = *self.by_idx.get(&dev).ok_or_else(|| {
+                StoreError::Corrupt(format!("recent row of unknown device {dev}"))
+            })?;
+            let row = RecentRow {
+                clock: to_u64(r.get(1)?),
+                dev,
+                device,
+                seq: to_u64(r.get(3)?),
+                op: u32::try_from(r.get::<_, i64>(4)?)
+                    .map_err(|_| StoreError::Corrupt("op index".into()))?,
+                tomb: r.get(5)?,
+                inline: r.get(6)?,
+            };
+            index.insert(r.get::<_, String>(0)?, row);
+            n = n.saturating_add(1);
+        }
+        self.recent_rows = n;
+        self.staged.discard();
+        self.recent.reset(index);
         Ok(())
     }
 
@@ -880,7 +982,9 @@ impl Db {
         let done = self
             .flush_recent_when_full()
             .and_then(|()| Ok(self.conn.execute_batch("COMMIT")?));
-        if done.is_err() {
+        if done.is_ok() {
+            self.recent.publish(&mut self.staged);
+        } else {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
@@ -898,16 +1002,19 @@ impl Db {
         Ok(())
     }
 
-    /// Inside the open transaction: moves every `recent` row into `state` (a `recent`
-    /// row is always the key's winner, so it replaces the `state` row) and empties
-    /// `recent`.
+    /// Inside the open transaction: moves every `recent` row into `state` and empties
+    /// `recent`. A `recent` row won when it was written, and a later row of the same
+    /// key won over it, so writing them in key order and, per key, in write order
+    /// leaves each key's newest row in `state`; key order also fills each `state`
+    /// page once.
     fn flush_recent(&mut self) -> Result<(), StoreError> {
         self.conn.execute_batch(
             "INSERT OR REPLACE INTO state (key, clock, dev, seq, op, tomb, value) \
-             SELECT key, clock, dev, seq, op, tomb, value FROM recent; \
+             SELECT key, clock, dev, seq, op, tomb, value FROM recent ORDER BY key, id; \
              DELETE FROM recent;",
         )?;
         self.recent_rows = 0;
+        self.staged.flushed();
         Ok(())
     }
 
@@ -941,6 +1048,7 @@ impl Db {
     /// transaction.
     fn rollback_cache(&mut self) {
         self.direct = false;
+        self.staged.discard();
         if let Err(e) = self.load_devices() {
             tracing::error!(error = %e, "cannot reload the device cache after a rollback");
         }
@@ -1029,17 +1137,32 @@ impl Db {
         if local {
             self.write_to_state(ops.len())?;
             let table = self.target_for(ops.len());
-            let mut put = self.conn.prepare_cached(table.upsert_sql())?;
+            let mut put = self.conn.prepare_cached(table.write_sql())?;
             for (i, op) in ops.iter().enumerate() {
+                let i = u32::try_from(i).unwrap_or(u32::MAX);
                 put.execute(params![
                     op.key,
                     to_i64(e.clock),
                     dev.idx,
                     to_i64(e.seq),
-                    u32::try_from(i).unwrap_or(u32::MAX),
+                    i,
                     op.value.is_none(),
                     None::<Vec<u8>>
                 ])?;
+                if let MapTable::Recent = table {
+                    self.staged.push(
+                        &op.key,
+                        RecentRow {
+                            clock: e.clock,
+                            dev: dev.idx,
+                            device: e.device,
+                            seq: e.seq,
+                            op: i,
+                            tomb: op.value.is_none(),
+                            inline: None,
+                        },
+                    );
+                }
             }
             return Ok(());
         }
@@ -1073,27 +1196,24 @@ impl Db {
         tomb: bool,
         inline: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
-        // In a direct transaction `recent` is empty: only `state` can hold the key.
-        let tables: &[MapTable] = if self.direct {
-            &[MapTable::State]
-        } else {
-            &MapTable::BOTH
+        // The key's current record: its newest `recent` row (none once this
+        // transaction emptied `recent`), else its `state` row.
+        let current = match self.staged.lookup(&self.recent, key) {
+            Some(r) => Some(r.rank()),
+            None => map_row(&self.conn, key)?.map(|r| {
+                (
+                    to_u64(r.clock),
+                    self.by_idx.get(&r.dev).copied().unwrap_or([0; 8]),
+                    u32::try_from(r.op).unwrap_or(0),
+                )
+            }),
         };
-        if let Some(MapRow {
-            clock: c,
-            dev: d,
-            op: o,
-            ..
-        }) = map_row(&self.conn, tables, key)?
-        {
-            let cur_dev = self.by_idx.get(&d).copied().unwrap_or([0; 8]);
-            if (clock, device, op) <= (to_u64(c), cur_dev, u32::try_from(o).unwrap_or(0)) {
-                return Ok(false);
-            }
+        if current.is_some_and(|c| (clock, device, op) <= c) {
+            return Ok(false);
         }
         let table = self.target_for(1);
         self.conn
-            .prepare_cached(table.upsert_sql())?
+            .prepare_cached(table.write_sql())?
             .execute(params![
                 key,
                 to_i64(clock),
@@ -1103,6 +1223,20 @@ impl Db {
                 tomb,
                 inline
             ])?;
+        if let MapTable::Recent = table {
+            self.staged.push(
+                key,
+                RecentRow {
+                    clock,
+                    dev: idx,
+                    device,
+                    seq,
+                    op,
+                    tomb,
+                    inline,
+                },
+            );
+        }
         Ok(true)
     }
 
@@ -1661,23 +1795,19 @@ mod tests {
     fn map_reads_find_their_entry_by_rowid() {
         let mut c = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut c).unwrap();
-        for t in MapTable::BOTH {
-            for sql in [record_sql(t), scan_sql(t, ">="), scan_sql(t, ">")] {
-                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-                let args: [&dyn rusqlite::ToSql; 3] = [&"a", &"b", &10];
-                let n = stmt.parameter_count();
-                let plan: Vec<String> = stmt
-                    .query_map(rusqlite::params_from_iter(&args[..n]), |r| r.get(3))
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
-                assert!(
-                    plan.iter()
-                        .any(|p| p.starts_with("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)")),
-                    "{sql}: {plan:?}"
-                );
-                assert!(!plan.iter().any(|p| p.starts_with("SCAN e")), "{plan:?}");
-            }
+        for sql in [state_range_sql(">="), state_range_sql(">")] {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(params!["a", "b", 10], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|p| p.starts_with("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)")),
+                "{sql}: {plan:?}"
+            );
+            assert!(!plan.iter().any(|p| p.starts_with("SCAN e")), "{plan:?}");
         }
         let rowid = entry_rowid(3, 5);
         let sql: i64 = c

@@ -51,6 +51,7 @@ pub mod db;
 pub mod entry;
 pub mod error;
 pub(crate) mod presign;
+pub(crate) mod recent;
 pub mod schema;
 pub mod sigbatch;
 pub mod snapshot;
@@ -76,10 +77,12 @@ pub const MAX_INGEST: usize = 1024;
 /// [`Rejected::PendingFull`] until the gap is filled.
 pub const MAX_PENDING: usize = 65_536;
 /// Rows the `recent` table collects before a transaction moves them into `state`
-/// (the default of [`StoreConfig::with_recent_rows`]). Larger makes group commits
-/// cheaper (their writes land in a small tree) and the moves rarer but longer; the
-/// figures behind the choice are in `docs/benchmarks.md`.
-pub const RECENT_ROWS: usize = 256;
+/// (the default of [`StoreConfig::with_recent_rows`]). A commit appends to `recent`
+/// at the same cost whatever its size, so larger makes the moves rarer (each one
+/// writes the `state` pages that many keys fall in) but longer, and holds more rows
+/// in the in-memory index; the figures behind the choice are in
+/// `docs/benchmarks.md`.
+pub const RECENT_ROWS: usize = 2048;
 /// Largest page [`Store::entries_since`] returns.
 pub const MAX_PAGE: usize = 1024;
 /// Capacity of the command channel to the store thread (callers wait when full).

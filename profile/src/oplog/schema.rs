@@ -43,15 +43,17 @@
 //!   sealed under the body key (nonce ‖ ct ‖ tag, AAD `sphere-oplog-state-v1` ‖ key)
 //!   once the entry is pruned or when the row came from a snapshot (then `seq = 0`).
 //!   Writes reach it through `recent` (below).
-//! * **`recent(key TEXT PK, clock, dev, seq, op, tomb, value)`, WITHOUT ROWID**
-//!   (version 2) — the newest winning writes, columns as in `state`; the
-//!   materialized map is `recent` over `state` (a key in `recent` hides its `state`
-//!   row). Every winning write goes here in the same transaction as its entry insert;
-//!   a transaction that leaves `recent` with at least the store's flush threshold of
-//!   rows (default [`crate::oplog::RECENT_ROWS`]) first moves them all into `state`
-//!   and empties it. A commit of 16 writes from 16 key ranges thus dirties the two or
-//!   three pages of a small tree instead of 16 leaves of the big one (the WAL frames
-//!   are most of a group commit's cost: `docs/benchmarks.md`).
+//! * **`recent(id INTEGER PK, key, clock, dev, seq, op, tomb, value)`** (version 4;
+//!   versions 2–3 keyed it by `key` `WITHOUT ROWID`) — the newest winning writes,
+//!   columns as in `state`, appended in write order with no index on `key`: a key's
+//!   newest row is its record, and the materialized map is `recent` over `state`.
+//!   Every winning write is appended here in the same transaction as its entry
+//!   insert; a transaction that leaves `recent` with at least the store's flush
+//!   threshold of rows (default [`crate::oplog::RECENT_ROWS`]) first moves them all
+//!   into `state`, in key order, and empties it. A commit of 16 writes from 16 key
+//!   ranges thus dirties the last page of `recent` instead of 16 leaves of `state`
+//!   (the pages written are most of a group commit's cost: `docs/benchmarks.md`).
+//!   The store indexes it by key in memory (`oplog/recent.rs`).
 //! * **`seen(observer, subject, seq)` PK `(observer, subject)`, WITHOUT ROWID** — the
 //!   highest `subject` sequence number device `observer` declared in a causal
 //!   context: what every known device has passed, for pruning.
@@ -62,7 +64,7 @@ use super::db::MAX_DEVICE_IDX;
 use super::entry::MAX_SEQ;
 
 /// The newest schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// What one migration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,10 +167,36 @@ fn m003_entries_by_rowid(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// Version 4: `recent` becomes a rowid table in write order, with no index on `key`
+/// (the store indexes it in memory). Its rows keep their content; a version-3
+/// `recent` has one row per key, so their order does not matter.
+fn m004_recent_in_write_order(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE recent_v4 (
+             id    INTEGER PRIMARY KEY,
+             key   TEXT NOT NULL,
+             clock INTEGER NOT NULL,
+             dev   INTEGER NOT NULL,
+             seq   INTEGER NOT NULL,
+             op    INTEGER NOT NULL,
+             tomb  INTEGER NOT NULL,
+             value BLOB);
+         INSERT INTO recent_v4 (key, clock, dev, seq, op, tomb, value)
+             SELECT key, clock, dev, seq, op, tomb, value FROM recent ORDER BY clock, dev, op;
+         DROP TABLE recent;
+         ALTER TABLE recent_v4 RENAME TO recent;",
+    )
+}
+
 type Migration = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Every migration, in order; index + 1 is the version it produces.
-const MIGRATIONS: &[Migration] = &[m001_initial, m002_recent, m003_entries_by_rowid];
+const MIGRATIONS: &[Migration] = &[
+    m001_initial,
+    m002_recent,
+    m003_entries_by_rowid,
+    m004_recent_in_write_order,
+];
 
 /// The database's schema version.
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -201,9 +229,9 @@ mod tests {
     #[test]
     fn migrations_apply_once_and_are_idempotent() {
         let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Applied; 3]);
+        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Applied; 4]);
         assert_eq!(version(&c).unwrap(), SCHEMA_VERSION);
-        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Skipped; 3]);
+        assert_eq!(migrate(&mut c).unwrap(), vec![Migrated::Skipped; 4]);
         // Re-running the `IF NOT EXISTS` migration bodies changes nothing.
         m001_initial(&c).unwrap();
         m002_recent(&c).unwrap();

@@ -38,6 +38,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::db::{self, Db, Record, WAL_BACKSTOP_PAGES, WAL_CHECKPOINT_PAGES};
 use super::entry::{self, DeviceId, LogKeys, MAX_BODY_PLAINTEXT, MAX_OPS, Op};
 use super::error::{DecodeError, OpenError, StoreError};
+use super::recent::RecentIndex;
 use super::sigbatch;
 use super::{
     CHANGE_CAP, COMMAND_CAP, Change, Durability, IngestReport, MAX_INGEST, MAX_PAGE, MAX_PENDING,
@@ -313,6 +314,8 @@ impl Drop for LeaderDuty<'_> {
 struct Inner {
     tx: Option<mpsc::Sender<Command>>,
     reader: Option<Mutex<Connection>>,
+    /// The index of `recent`, which readers consult with the reader connection.
+    recent: Arc<RecentIndex>,
     keys: LogKeys,
     device: DeviceId,
     thread: Option<JoinHandle<()>>,
@@ -436,6 +439,7 @@ impl Store {
         };
         let (tx, rx) = mpsc::channel(COMMAND_CAP);
         let (changes, _) = broadcast::channel(CHANGE_CAP);
+        let db_recent = Arc::clone(&db.recent);
         let core = Arc::new(Core {
             db: Mutex::new(db),
             writes: WriteQueue {
@@ -455,6 +459,7 @@ impl Store {
             inner: Arc::new(Inner {
                 tx: Some(tx),
                 reader,
+                recent: Arc::clone(&db_recent),
                 keys: log_keys,
                 device,
                 core,
@@ -494,18 +499,19 @@ impl Store {
     }
 
     /// Runs a read-only query on the reader connection, or on the store thread for
-    /// in-memory stores.
+    /// in-memory stores. The query gets the index of `recent` too.
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection, &LogKeys) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Connection, &RecentIndex, &LogKeys) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         if let Some(reader) = &self.inner.reader {
             let conn = reader
                 .lock()
                 .map_err(|_| StoreError::Corrupt("reader connection poisoned".into()))?;
-            return f(&conn, &self.inner.keys);
+            return f(&conn, &self.inner.recent, &self.inner.keys);
         }
-        self.run_job(move |db, _| f(&db.conn, &db.keys)).await
+        self.run_job(move |db, _| f(&db.conn, &db.recent, &db.keys))
+            .await
     }
 
     /// Writes `value` under `key`; resolves once the write is committed (see
@@ -594,7 +600,7 @@ impl Store {
     /// The full record of `key`, tombstones included.
     pub async fn record(&self, key: &str) -> Result<Option<Record>, StoreError> {
         let key = key.to_owned();
-        self.read(move |c, k| db::record(c, k, &key)).await
+        self.read(move |c, r, k| db::record(c, r, k, &key)).await
     }
 
     /// Every live `(key, value)` whose key starts with `prefix`, in key order.
@@ -611,7 +617,7 @@ impl Store {
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let prefix = prefix.to_owned();
         let after = after.map(str::to_owned);
-        self.read(move |c, k| db::scan(c, k, &prefix, after.as_deref(), limit))
+        self.read(move |c, r, k| db::scan(c, r, k, &prefix, after.as_deref(), limit))
             .await
     }
 
@@ -622,12 +628,12 @@ impl Store {
 
     /// Each device's highest contiguous sequence number.
     pub async fn version_vector(&self) -> Result<VersionVector, StoreError> {
-        self.read(|c, _| db::version_vector(c)).await
+        self.read(|c, _, _| db::version_vector(c)).await
     }
 
     /// Each device's head (seq and entry id) with its Lamport clock.
     pub async fn heads(&self) -> Result<Vec<(entry::Head, u64)>, StoreError> {
-        self.read(|c, _| db::heads(c)).await
+        self.read(|c, _, _| db::heads(c)).await
     }
 
     /// Entries the holder of `since` lacks, at most `limit` (≤ [`MAX_PAGE`]); when
@@ -640,7 +646,7 @@ impl Store {
     ) -> Result<Page, StoreError> {
         let since = since.clone();
         let limit = limit.clamp(1, MAX_PAGE);
-        self.read(move |c, k| db::entries_since(c, k, &since, limit))
+        self.read(move |c, _, k| db::entries_since(c, k, &since, limit))
             .await
     }
 
@@ -703,7 +709,7 @@ impl Store {
         self.run_job(|db, _| {
             let tx = db.conn.unchecked_transaction()?;
             let heads = db::heads(&tx)?;
-            let rows = db::export_rows(&tx, &db.keys)?;
+            let rows = db::export_rows(&tx, &db.recent, &db.keys)?;
             tx.finish()?;
             Ok(Snapshot { heads, rows })
         })
@@ -1100,6 +1106,102 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(live, ["b", "c"]);
+    }
+
+    fn file_store(path: &Path, config: StoreConfig) -> Store {
+        let keys = WalletKeys::from_address_key(&Secret32::new([3; 32])).unwrap();
+        Store::open(path, &keys.oplog, [1; 8], config).unwrap()
+    }
+
+    /// `recent` keeps every winning write as a row; the index and a reopened store
+    /// see each key's newest, and so does `state` after the move.
+    #[tokio::test]
+    async fn a_key_written_twice_in_recent_reads_its_newest_row_after_reopen_and_move() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("p.db");
+        let s = file_store(&path, StoreConfig::default());
+        s.put("k", vec![1]).await.unwrap();
+        s.put("k", vec![2]).await.unwrap();
+        s.delete("gone").await.unwrap();
+        assert_eq!(map_rows(&s).await, (3, 0));
+        assert_eq!(s.get("k").await.unwrap(), Some(vec![2]));
+        let digest = s.state_digest().await.unwrap();
+        s.shutdown().await.unwrap();
+
+        let s = file_store(&path, StoreConfig::default());
+        assert_eq!(s.get("k").await.unwrap(), Some(vec![2]));
+        assert_eq!(s.record("gone").await.unwrap().unwrap().value, None);
+        assert_eq!(s.state_digest().await.unwrap(), digest);
+        // A batch of 32 writes moves `recent` into `state` first.
+        s.put_batch((0..32).map(|i| (format!("z{i:02}"), vec![i])))
+            .await
+            .unwrap();
+        assert_eq!(map_rows(&s).await, (0, 34));
+        assert_eq!(s.get("k").await.unwrap(), Some(vec![2]));
+        assert_eq!(s.record("gone").await.unwrap().unwrap().value, None);
+    }
+
+    /// A page holds `limit` live keys however many tombstones and shadowed rows lie
+    /// before them, in `recent` or in `state`.
+    #[tokio::test]
+    async fn scan_pages_skip_tombstones_and_shadowed_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = file_store(&tmp.path().join("p.db"), StoreConfig::default());
+        s.put_batch((0..40).map(|i| (format!("k{i:02}"), vec![i])))
+            .await
+            .unwrap();
+        for i in 0..30 {
+            s.delete(format!("k{i:02}")).await.unwrap();
+        }
+        s.put("k35", vec![99]).await.unwrap();
+        let keys = |page: Vec<(String, Vec<u8>)>| -> Vec<String> {
+            page.into_iter().map(|(k, _)| k).collect()
+        };
+        for round in ["tombstones in recent", "tombstones in state"] {
+            assert_eq!(map_rows(&s).await.0 > 0, round == "tombstones in recent");
+            let first = s.scan_page("k", None, 3).await.unwrap();
+            assert_eq!(keys(first), ["k30", "k31", "k32"], "{round}");
+            let next = s.scan_page("k", Some("k32"), 5).await.unwrap();
+            assert_eq!(next[2], ("k35".to_owned(), vec![99]), "{round}");
+            assert_eq!(keys(next), ["k33", "k34", "k35", "k36", "k37"], "{round}");
+            assert_eq!(s.scan("k").await.unwrap().len(), 10, "{round}");
+            s.prune().await.unwrap();
+        }
+    }
+
+    /// A reader takes `recent`'s index before its read transaction. If the rows it
+    /// took moved into `state` in between, and their entries were even pruned, it
+    /// reads them from `state`; a newer `state` record beats an older index row.
+    #[tokio::test]
+    async fn a_reader_with_an_outdated_index_reads_what_state_holds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = file_store(&tmp.path().join("p.db"), StoreConfig::default());
+        s.put("a", vec![1]).await.unwrap();
+        s.put("b", vec![2]).await.unwrap();
+        let stale = RecentIndex::default();
+        stale.reset(s.inner.recent.all().into_iter().collect());
+        s.put("b", vec![3]).await.unwrap();
+        assert_eq!(s.prune().await.unwrap(), 3, "every entry is pruned");
+        assert_eq!(map_rows(&s).await.0, 0);
+        assert!(s.inner.recent.all().is_empty());
+        let stale = Arc::new(stale);
+        let st = Arc::clone(&stale);
+        let (a, b, page, rows) = s
+            .read(move |c, _, k| {
+                Ok((
+                    db::record(c, &st, k, "a")?,
+                    db::record(c, &st, k, "b")?,
+                    db::scan(c, &st, k, "", None, 10)?,
+                    db::export_rows(c, &st, k)?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(a.unwrap().value, Some(vec![1]), "pruned: read from `state`");
+        assert_eq!(b.unwrap().value, Some(vec![3]), "`state` is newer");
+        assert_eq!(page, [("a".to_owned(), vec![1]), ("b".to_owned(), vec![3])]);
+        let values: Vec<_> = rows.into_iter().map(|r| r.value).collect();
+        assert_eq!(values, [Some(vec![1]), Some(vec![3])]);
     }
 
     /// Entry rows are keyed by `devices.idx · 2⁴⁰ + seq`: a store that has handed out
