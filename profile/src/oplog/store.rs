@@ -1204,6 +1204,104 @@ mod tests {
         assert_eq!(values, [Some(vec![1]), Some(vec![3])]);
     }
 
+    /// One step of [`a_reader_with_an_older_index_sees_the_map_of_one_moment`].
+    #[derive(Debug, Clone)]
+    enum MapStep {
+        Put(u8, u8),
+        Delete(u8),
+        /// 32 writes in one entry: `recent` moves into `state` first.
+        Batch(u8),
+        /// Moves `recent` into `state` and, with one device, prunes every entry.
+        Prune,
+    }
+
+    fn map_step() -> impl proptest::strategy::Strategy<Value = MapStep> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (0u8..12, any::<u8>()).prop_map(|(k, v)| MapStep::Put(k, v)),
+            3 => (0u8..12).prop_map(MapStep::Delete),
+            1 => any::<u8>().prop_map(MapStep::Batch),
+            1 => Just(MapStep::Prune),
+        ]
+    }
+
+    async fn run_step(s: &Store, step: &MapStep) {
+        match step {
+            MapStep::Put(k, v) => drop(s.put(format!("k{k}"), vec![*v]).await.unwrap()),
+            MapStep::Delete(k) => drop(s.delete(format!("k{k}")).await.unwrap()),
+            MapStep::Batch(v) => drop(
+                s.put_batch((0..32).map(|i| (format!("k{}", i % 14), vec![*v, i])))
+                    .await
+                    .unwrap(),
+            ),
+            MapStep::Prune => drop(s.prune().await.unwrap()),
+        }
+    }
+
+    /// The whole map and its live part, read with `index` as the index of `recent`.
+    async fn map_with(
+        s: &Store,
+        index: Arc<RecentIndex>,
+    ) -> (Vec<crate::oplog::SnapshotRow>, Vec<(String, Vec<u8>)>) {
+        s.read(move |c, _, k| {
+            Ok((
+                db::export_rows(c, &index, k)?,
+                db::scan(c, &index, k, "k", None, 5)?,
+            ))
+        })
+        .await
+        .unwrap()
+    }
+
+    fn live_page(rows: &[crate::oplog::SnapshotRow]) -> Vec<(String, Vec<u8>)> {
+        rows.iter()
+            .filter_map(|r| Some((r.key.clone(), r.value.clone()?)))
+            .take(5)
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+        /// A reader takes the index of `recent` before its read transaction. However
+        /// many commits, moves into `state` and prunes happen in between, what it reads
+        /// is the map as it stood at one moment between the two: the whole map
+        /// (`export_rows`) and a page of it (`scan`) each.
+        #[test]
+        fn a_reader_with_an_older_index_sees_the_map_of_one_moment(
+            steps in proptest::collection::vec(map_step(), 1..30),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            threshold in 1usize..6,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (history, (whole, page)) = rt.block_on(async {
+                let tmp = tempfile::tempdir().unwrap();
+                let config = StoreConfig::default().with_recent_rows(threshold);
+                let s = file_store(&tmp.path().join("p.db"), config);
+                let at = at.index(steps.len());
+                let (mut history, mut stale) = (Vec::new(), None);
+                for (i, step) in steps.iter().enumerate() {
+                    if i == at {
+                        stale = Some(s.inner.recent.all());
+                        history.push(map_with(&s, Arc::clone(&s.inner.recent)).await.0);
+                    }
+                    run_step(&s, step).await;
+                    if i >= at {
+                        history.push(map_with(&s, Arc::clone(&s.inner.recent)).await.0);
+                    }
+                }
+                let index = RecentIndex::default();
+                index.reset(stale.unwrap_or_default().into_iter().collect());
+                (history, map_with(&s, Arc::new(index)).await)
+            });
+            proptest::prop_assert!(history.contains(&whole), "{whole:?} not in {history:?}");
+            proptest::prop_assert!(
+                history.iter().any(|h| live_page(h) == page),
+                "{page:?} not in {history:?}"
+            );
+        }
+    }
+
     /// Entry rows are keyed by `devices.idx · 2⁴⁰ + seq`: a store that has handed out
     /// the last device number refuses entries of a new device, and keeps working.
     #[tokio::test]
