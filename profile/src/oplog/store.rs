@@ -20,7 +20,8 @@
 //! **Reads** (`get`, `scan`, version vectors, catch-up pages) of a file store run on a
 //! second, read-only connection in the caller's thread (WAL readers never block the
 //! writer and see every committed write); an in-memory store has one connection and
-//! sends reads to its thread.
+//! sends reads to its thread. Reads of the map also consult the writer's in-memory
+//! index of the `recent` table, which both share (`oplog/recent.rs`).
 //!
 //! Every `async` method is cancel-safe in the sense that dropping its future never
 //! corrupts the store; a write whose future is dropped after it was queued may still
