@@ -373,20 +373,55 @@ fn newer(recent: Option<Found>, state: Option<Found>) -> Option<Found> {
     }
 }
 
-/// Merges the index's rows and `state`'s rows, both in key order, keeping per key the
-/// one [`newer`] picks.
-fn overlay(recent: Vec<(String, RecentRow)>, state: Vec<Found>) -> Vec<Found> {
-    let mut out = Vec::with_capacity(recent.len().saturating_add(state.len()));
-    let mut state = state.into_iter().peekable();
-    for (key, row) in recent {
-        while let Some(s) = state.next_if(|s| s.key < key) {
-            out.push(s);
+/// Lays the index's rows over `state`'s, both in key order, keeping per key the
+/// record [`newer`] picks. `state` rows are fed one at a time ([`Self::feed`]), so a
+/// reader can stream them or read them in chunks; every record goes to a callback
+/// that returns whether it wants more.
+struct Overlay {
+    mem: std::iter::Peekable<std::vec::IntoIter<(String, RecentRow)>>,
+}
+
+impl Overlay {
+    fn new(mem: Vec<(String, RecentRow)>) -> Self {
+        Self {
+            mem: mem.into_iter().peekable(),
         }
-        let s = state.next_if(|s| s.key == key);
-        out.extend(newer(Some(Found::from_recent(key, row)), s));
     }
-    out.extend(state);
-    out
+
+    /// Hands `each` the index's rows before `s`'s key, then that key's record; false
+    /// once `each` wants no more.
+    fn feed(
+        &mut self,
+        s: Found,
+        each: &mut impl FnMut(Found) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        while let Some((k, r)) = self.mem.next_if(|(k, _)| *k < s.key) {
+            if !each(Found::from_recent(k, r))? {
+                return Ok(false);
+            }
+        }
+        let m = self
+            .mem
+            .next_if(|(k, _)| *k == s.key)
+            .map(|(k, r)| Found::from_recent(k, r));
+        match newer(m, Some(s)) {
+            Some(f) => each(f),
+            None => Ok(true),
+        }
+    }
+
+    /// Hands `each` the index's rows past the last `state` row.
+    fn finish(
+        self,
+        each: &mut impl FnMut(Found) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        for (k, r) in self.mem {
+            if !each(Found::from_recent(k, r))? {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads the values of map records inside one read transaction, decrypting each
@@ -541,10 +576,7 @@ pub(crate) fn scan(
     let mut exclusive = after.is_some();
     // Every `recent` row of the range (there are at most about a flush threshold's
     // worth), taken before the read transaction.
-    let mut mem = recent
-        .range(&lo, exclusive, hi.as_deref(), usize::MAX)
-        .into_iter()
-        .peekable();
+    let mut overlay = Overlay::new(recent.range(&lo, exclusive, hi.as_deref(), usize::MAX));
     let mut out = Vec::new();
     if limit == 0 {
         return Ok(out);
@@ -554,6 +586,12 @@ pub(crate) fn scan(
     let chunk = limit.saturating_add(16);
     in_read_tx(conn, |tx| {
         let mut values = Values::new(tx, keys);
+        let mut each = |mut f: Found| -> Result<bool, StoreError> {
+            if let Some(v) = values.of(&mut f)? {
+                out.push((f.key, v));
+            }
+            Ok(out.len() < limit)
+        };
         let mut met = HashSet::new();
         let mut stmt = tx.prepare_cached(&state_range_sql(if exclusive { ">" } else { ">=" }))?;
         loop {
@@ -566,21 +604,14 @@ pub(crate) fn scan(
             let last = (state.len() >= chunk)
                 .then(|| state.last().map(|f| f.key.clone()))
                 .flatten();
-            // The `recent` rows up to the chunk's last key, or all once `state` ends.
-            let mut mine = Vec::new();
-            while let Some(m) = mem.next_if(|(k, _)| last.as_ref().is_none_or(|l| k <= l)) {
-                mine.push(m);
-            }
-            for mut f in overlay(mine, state) {
-                if let Some(v) = values.of(&mut f)? {
-                    out.push((f.key, v));
-                    if out.len() >= limit {
-                        return Ok(());
-                    }
+            for s in state {
+                if !overlay.feed(s, &mut each)? {
+                    return Ok(());
                 }
             }
+            // A short chunk is the end of `state`: the index's rows past it follow.
             let Some(last) = last else {
-                return Ok(());
+                return overlay.finish(&mut each);
             };
             lo = last;
             if !exclusive {
@@ -731,40 +762,28 @@ pub(crate) fn export_rows(
     keys: &LogKeys,
 ) -> Result<Vec<SnapshotRow>, StoreError> {
     // The index first, then the read transaction (why: [`super::recent`]).
-    let mem = recent.all();
+    let mut overlay = Overlay::new(recent.all());
     in_read_tx(conn, |tx| {
         let mut values = Values::new(tx, keys);
         let mut out = Vec::new();
-        let mut push = |f: Option<Found>| -> Result<(), StoreError> {
-            if let Some(mut f) = f {
-                let value = values.of(&mut f)?;
-                out.push(SnapshotRow {
-                    clock: f.clock,
-                    device: f.device,
-                    op: f.op,
-                    value,
-                    key: f.key,
-                });
-            }
-            Ok(())
+        let mut each = |mut f: Found| -> Result<bool, StoreError> {
+            let value = values.of(&mut f)?;
+            out.push(SnapshotRow {
+                clock: f.clock,
+                device: f.device,
+                op: f.op,
+                value,
+                key: f.key,
+            });
+            Ok(true)
         };
-        let mut mem = mem.into_iter().peekable();
         let mut met = HashSet::new();
         let mut stmt = tx.prepare_cached(&state_range_sql(">="))?;
         let mut rows = stmt.query(params!["", None::<String>, i64::MAX])?;
         while let Some(row) = rows.next()? {
-            let s = Found::from_state(keys, row, &mut met)?;
-            while let Some((k, r)) = mem.next_if(|(k, _)| *k < s.key) {
-                push(Some(Found::from_recent(k, r)))?;
-            }
-            let m = mem
-                .next_if(|(k, _)| *k == s.key)
-                .map(|(k, r)| Found::from_recent(k, r));
-            push(newer(m, Some(s)))?;
+            overlay.feed(Found::from_state(keys, row, &mut met)?, &mut each)?;
         }
-        for (k, r) in mem {
-            push(Some(Found::from_recent(k, r)))?;
-        }
+        overlay.finish(&mut each)?;
         Ok(out)
     })
 }
