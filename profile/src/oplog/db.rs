@@ -906,7 +906,7 @@ impl Db {
             recent: Arc::default(),
             staged: Staged::default(),
         };
-        db.load_devices().map_err(|e| match e {
+        db.load_caches().map_err(|e| match e {
             StoreError::Sqlite(source) => sql(source),
             other => sql(rusqlite::Error::InvalidParameterName(other.to_string())),
         })?;
@@ -958,7 +958,13 @@ impl Db {
             self.by_idx.insert(idx, device);
             self.lamport = self.lamport.max(to_u64(clock));
         }
-        drop(stmt);
+        Ok(())
+    }
+
+    /// Rebuilds everything kept in memory from the tables: the device cache, then
+    /// (it names devices by them) the index of `recent` and its row count.
+    fn load_caches(&mut self) -> Result<(), StoreError> {
+        self.load_devices()?;
         self.load_recent()
     }
 
@@ -988,7 +994,6 @@ impl Db {
             n = n.saturating_add(1);
         }
         self.recent_rows = n;
-        self.staged.discard();
         self.recent.reset(index);
         Ok(())
     }
@@ -1063,12 +1068,12 @@ impl Db {
         }
     }
 
-    /// Reloads the device cache (and the `recent` row count) after a failed
-    /// transaction.
+    /// Forgets a failed transaction's staged `recent` rows and reloads the caches
+    /// it may have changed (the device cache, the `recent` row count).
     fn rollback_cache(&mut self) {
         self.direct = false;
         self.staged.discard();
-        if let Err(e) = self.load_devices() {
+        if let Err(e) = self.load_caches() {
             tracing::error!(error = %e, "cannot reload the device cache after a rollback");
         }
     }
