@@ -18,11 +18,21 @@
 //! consumed by `sign` (it is neither `Clone` nor `Copy`), so a nonce signs once, and
 //! `k⁻¹` is zeroized when it is dropped.
 //!
-//! **The pool.** [`PresignPool`] keeps up to [`POOL_SIZE`] presignatures. Its thread
-//! sleeps until the first [`PresignPool::take`] (a store that never writes computes
-//! none) and is woken again when the pool falls to [`POOL_LOW`]: one wake-up per
-//! `POOL_SIZE − POOL_LOW` entries, off the writer's path. An empty pool is not an
-//! error: the caller signs with RFC 6979 inline.
+//! **The pool.** [`PresignPool`] keeps up to [`POOL_SIZE`] presignatures and is
+//! refilled when [`PresignPool::take`] finds it at [`POOL_LOW`] or below (a store that
+//! never writes computes none): one refill per `POOL_SIZE − POOL_LOW` entries, off the
+//! writer's path. Who refills it depends on where `take` runs:
+//!
+//! * on a multi-threaded tokio runtime, a task on that runtime, one presignature
+//!   (about 55 µs) per poll. A worker that would otherwise park between group
+//!   commits does the work; the committing writer then wakes the other writers
+//!   without first waking a parked worker (an unpark cost the leader about 15 µs per
+//!   commit on the 2-core CI machine), and no extra thread competes with the
+//!   runtime's for the cores (`docs/benchmarks.md`);
+//! * anywhere else (the store thread, a current-thread runtime, no runtime), the
+//!   pool's own thread, which sleeps until asked.
+//!
+//! An empty pool is not an error: the caller signs with RFC 6979 inline.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -143,28 +153,28 @@ impl NonceSource {
         // `reduce_nonzero` maps into 1 ..= n − 1, so this is always `Some`.
         NonZeroScalar::new(k).into()
     }
-
-    fn presignature(&mut self) -> Option<Presignature> {
-        let mut k = self.next()?;
-        let made = Presignature::from_nonce(&k);
-        k.zeroize();
-        made
-    }
 }
 
-/// What the pool's owner and its thread share.
+/// What the pool's owner and its refillers share.
 #[derive(Default)]
 struct State {
     ready: Vec<Presignature>,
-    /// The thread should fill the pool up to [`POOL_SIZE`].
+    /// A refill is asked for or under way (by the thread or a runtime task), until
+    /// the pool holds [`POOL_SIZE`].
     refill: bool,
-    /// The pool was dropped: the thread ends.
+    /// The refill is the thread's to do.
+    thread_asked: bool,
+    /// Refills the thread has done (the rest were done by runtime tasks).
+    thread_refills: u64,
+    /// The pool was dropped: the thread and any refill task end.
     stop: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Nonces for the thread and the refill tasks alike (one counter).
+    source: Mutex<NonceSource>,
 }
 
 impl Shared {
@@ -173,9 +183,37 @@ impl Shared {
         // cannot leave it half-written.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Computes one presignature, holding the nonce source only to draw the nonce.
+    fn make(&self) -> Option<Presignature> {
+        let mut k = self
+            .source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next()?;
+        let made = Presignature::from_nonce(&k);
+        k.zeroize();
+        made
+    }
+
+    /// Adds one presignature; whether the refill is over (the pool is full, or was
+    /// dropped).
+    fn add(&self, made: Option<Presignature>) -> bool {
+        let mut state = self.lock();
+        if state.stop {
+            return true;
+        }
+        state.ready.extend(made);
+        if state.ready.len() >= POOL_SIZE {
+            state.refill = false;
+            return true;
+        }
+        false
+    }
 }
 
-/// Presignatures for one signing key, made on a helper thread (see the module docs).
+/// Presignatures for one signing key, made by a task on the caller's runtime or on a
+/// helper thread (see the module docs).
 /// Dropping the pool stops and joins the thread and zeroizes what is left.
 pub(crate) struct PresignPool {
     shared: Arc<Shared>,
@@ -184,43 +222,65 @@ pub(crate) struct PresignPool {
 
 impl std::fmt::Debug for PresignPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.shared.lock();
         f.debug_struct("PresignPool")
-            .field("ready", &self.shared.lock().ready.len())
+            .field("ready", &state.ready.len())
+            .field("thread_refills", &state.thread_refills)
             .finish()
     }
 }
 
 impl PresignPool {
-    /// Starts the pool's thread, which computes nothing until the first
-    /// [`Self::take`].
+    /// Starts the pool's thread, which computes nothing until a [`Self::take`] asks
+    /// it to.
     pub(crate) fn start(signing: &SigningKey) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            source: Mutex::new(NonceSource::new(signing)),
         });
-        let mut source = NonceSource::new(signing);
         let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("oplog-presign".into())
-            .spawn(move || fill(&theirs, &mut source))?;
+            .spawn(move || fill(&theirs))?;
         Ok(Self {
             shared,
             thread: Some(thread),
         })
     }
 
-    /// A presignature if one is ready. Asks the thread for more once the pool is at
-    /// [`POOL_LOW`] or below.
+    /// A presignature if one is ready. Starts a refill once the pool is at
+    /// [`POOL_LOW`] or below: on the caller's runtime if it is multi-threaded, else
+    /// on the pool's thread.
     pub(crate) fn take(&self) -> Option<Presignature> {
         let mut state = self.shared.lock();
         let p = state.ready.pop();
         if state.ready.len() <= POOL_LOW && !state.refill {
             state.refill = true;
-            drop(state);
-            self.shared.wake.notify_one();
+            match multi_threaded_runtime() {
+                Some(rt) => {
+                    drop(state);
+                    rt.spawn(refill(RefillDuty {
+                        shared: Arc::clone(&self.shared),
+                        done: false,
+                    }));
+                }
+                None => {
+                    state.thread_asked = true;
+                    drop(state);
+                    self.shared.wake.notify_one();
+                }
+            }
         }
         p
     }
+}
+
+/// The runtime the caller runs on, if it is a multi-threaded one.
+fn multi_threaded_runtime() -> Option<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|rt| rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 impl Drop for PresignPool {
@@ -233,13 +293,42 @@ impl Drop for PresignPool {
     }
 }
 
+/// A refill task's claim on [`State::refill`]: a task dropped before it finished
+/// (its runtime shut down) gives the claim up, so that the next `take` starts another
+/// refill instead of waiting for one that will never end.
+struct RefillDuty {
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl Drop for RefillDuty {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.lock().refill = false;
+        }
+    }
+}
+
+/// Refills the pool on a runtime: one presignature per poll, so the task never holds
+/// a worker for more than one computation.
+async fn refill(mut duty: RefillDuty) {
+    loop {
+        let made = duty.shared.make();
+        if duty.shared.add(made) {
+            duty.done = true;
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// The pool's thread: sleeps until asked, then fills the pool up, one presignature
 /// at a time so that the owner's `take` never waits for a computation.
-fn fill(shared: &Shared, source: &mut NonceSource) {
+fn fill(shared: &Shared) {
     loop {
         {
             let mut state = shared.lock();
-            while !state.refill && !state.stop {
+            while !state.thread_asked && !state.stop {
                 state = shared
                     .wake
                     .wait(state)
@@ -249,18 +338,10 @@ fn fill(shared: &Shared, source: &mut NonceSource) {
                 return;
             }
         }
-        loop {
-            let made = source.presignature();
-            let mut state = shared.lock();
-            if state.stop {
-                return;
-            }
-            state.ready.extend(made);
-            if state.ready.len() >= POOL_SIZE {
-                state.refill = false;
-                break;
-            }
-        }
+        while !shared.add(shared.make()) {}
+        let mut state = shared.lock();
+        state.thread_asked = false;
+        state.thread_refills = state.thread_refills.saturating_add(1);
     }
 }
 
@@ -298,6 +379,18 @@ mod tests {
         }
     }
 
+    fn wait_for(pool: &PresignPool, what: &str, done: impl Fn(&State) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done(&pool.shared.lock()) {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    fn wait_until_full(pool: &PresignPool) {
+        wait_for(pool, "the pool fills", |s| s.ready.len() >= POOL_SIZE);
+    }
+
     #[test]
     fn the_pool_fills_after_the_first_take_and_its_nonces_differ() {
         let key = SigningKey::from(scalar([5; 32]));
@@ -306,14 +399,7 @@ mod tests {
             pool.take().is_none(),
             "nothing is computed before it is asked for"
         );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while pool.shared.lock().ready.len() < POOL_SIZE {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the pool never filled"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        wait_until_full(&pool);
         let z = [9u8; 32];
         let mut rs = std::collections::HashSet::new();
         for _ in 0..POOL_SIZE {
@@ -327,5 +413,54 @@ mod tests {
             assert!(rs.insert(sig.r().to_bytes()), "a nonce was used twice");
         }
         drop(pool);
+    }
+
+    #[test]
+    fn on_a_multi_threaded_runtime_a_task_fills_the_pool_not_the_thread() {
+        let key = SigningKey::from(scalar([6; 32]));
+        let pool = PresignPool::start(&key).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        assert!(rt.block_on(async { pool.take() }).is_none());
+        wait_until_full(&pool);
+        assert_eq!(
+            pool.shared.lock().thread_refills,
+            0,
+            "the thread refilled the pool"
+        );
+        let z = [3u8; 32];
+        let (sig, recid) = pool
+            .take()
+            .unwrap()
+            .sign(key.as_nonzero_scalar(), &z)
+            .unwrap();
+        let vk = VerifyingKey::recover_from_prehash(&z, &sig, recid).unwrap();
+        assert_eq!(&vk, key.verifying_key());
+    }
+
+    #[test]
+    fn a_refill_task_dropped_unfinished_gives_its_claim_up() {
+        let key = SigningKey::from(scalar([7; 32]));
+        let pool = PresignPool::start(&key).unwrap();
+        pool.shared.lock().refill = true;
+        drop(RefillDuty {
+            shared: Arc::clone(&pool.shared),
+            done: false,
+        });
+        assert!(!pool.shared.lock().refill);
+
+        // A runtime that shuts down in the middle of a refill: the next take,
+        // outside any runtime, has the thread fill the pool.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        rt.block_on(async { pool.take() });
+        drop(rt);
+        while pool.take().is_some() {}
+        wait_for(&pool, "the thread refills", |s| s.thread_refills >= 1);
+        wait_until_full(&pool);
     }
 }
