@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{load_average, process_cpu};
+use common::{Steal, load_average, process_cpu};
 
 use sphere_profile::keys::WalletKeys;
 use sphere_profile::oplog::entry::{self, Draft, Entry, LogKeys, Op};
@@ -144,22 +144,24 @@ async fn sixteen_writers(store: &Store, per: usize) {
 }
 
 /// [`sixteen_writers`] on `rt` into a new store `name`, `per` puts each: puts/s, puts
-/// per CPU-second of this process, puts per entry.
+/// per CPU-second of this process, puts per entry, host steal time in percent.
 fn sixteen_writer_run(
     rt: &tokio::runtime::Runtime,
     dir: &std::path::Path,
     name: &str,
     per: usize,
-) -> (f64, f64, f64) {
+) -> (f64, f64, f64, f64) {
     let store = open(dir, name, Durability::Process);
     let t = Instant::now();
     let c = process_cpu().as_secs_f64();
+    let steal = Steal::start();
     rt.block_on(sixteen_writers(&store, per));
     let puts = (16 * per) as f64;
     let rate = puts / t.elapsed().as_secs_f64();
     let cpu_rate = puts / (process_cpu().as_secs_f64() - c);
+    let steal = steal.percent();
     let entries = rt.block_on(store.version_vector()).unwrap().get(&[1; 8]);
-    (rate, cpu_rate, puts / entries as f64)
+    (rate, cpu_rate, puts / entries as f64, steal)
 }
 
 fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
@@ -283,9 +285,10 @@ fn main() {
     }
     if std::env::args().any(|a| a == "--conc-profile") {
         let group = print_group_baselines(dir);
-        let (conc, conc_cpu, per_entry) = sixteen_writer_run(&rt, dir, "conc-profile.db", 20_000);
+        let (conc, conc_cpu, per_entry, steal) =
+            sixteen_writer_run(&rt, dir, "conc-profile.db", 20_000);
         println!(
-            "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× group baseline; {per_entry:.1} puts per entry; {conc_cpu:.0} puts per CPU-second)",
+            "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× group baseline; {per_entry:.1} puts per entry; {conc_cpu:.0} puts per CPU-second; host steal {steal:.0} %)",
             conc / group
         );
         return;
@@ -429,9 +432,9 @@ fn main() {
     // 4. 16 concurrent writers (group commit), against raw SQLite doing only the
     // table writes of the same groups.
     let group = print_group_baselines(dir);
-    let (conc, conc_cpu, per_entry) = sixteen_writer_run(&rt, dir, "concurrent.db", 20_000);
+    let (conc, conc_cpu, per_entry, steal) = sixteen_writer_run(&rt, dir, "concurrent.db", 20_000);
     println!(
-        "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× group baseline; {per_entry:.1} puts per entry; {conc_cpu:.0} puts per CPU-second)",
+        "put       16 concurrent writers:                            {conc:>10.0} puts/s  ({:.2}× group baseline; {per_entry:.1} puts per entry; {conc_cpu:.0} puts per CPU-second; host steal {steal:.0} %)",
         conc / group,
     );
 
@@ -441,9 +444,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (conc1, _, per_entry) = sixteen_writer_run(&rt1, dir, "concurrent-1.db", 5_000);
+    let (conc1, _, per_entry, steal) = sixteen_writer_run(&rt1, dir, "concurrent-1.db", 5_000);
     println!(
-        "put       16 concurrent writers, single-threaded runtime:   {conc1:>10.0} puts/s  ({:.2}× group baseline; {per_entry:.1} puts per entry)",
+        "put       16 concurrent writers, single-threaded runtime:   {conc1:>10.0} puts/s  ({:.2}× group baseline; {per_entry:.1} puts per entry; host steal {steal:.0} %)",
         conc1 / group,
     );
 
