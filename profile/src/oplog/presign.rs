@@ -379,6 +379,15 @@ mod tests {
         }
     }
 
+    /// Signs `z` with a presignature from the pool and checks that the signature
+    /// recovers to `key`.
+    fn sign_and_recover(p: Presignature, key: &SigningKey, z: &[u8; 32]) -> Signature {
+        let (sig, recid) = p.sign(key.as_nonzero_scalar(), z).unwrap();
+        let vk = VerifyingKey::recover_from_prehash(z, &sig, recid).unwrap();
+        assert_eq!(&vk, key.verifying_key());
+        sig
+    }
+
     fn wait_for(pool: &PresignPool, what: &str, done: impl Fn(&State) -> bool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !done(&pool.shared.lock()) {
@@ -403,13 +412,7 @@ mod tests {
         let z = [9u8; 32];
         let mut rs = std::collections::HashSet::new();
         for _ in 0..POOL_SIZE {
-            let (sig, recid) = pool
-                .take()
-                .unwrap()
-                .sign(key.as_nonzero_scalar(), &z)
-                .unwrap();
-            let vk = VerifyingKey::recover_from_prehash(&z, &sig, recid).unwrap();
-            assert_eq!(&vk, key.verifying_key());
+            let sig = sign_and_recover(pool.take().unwrap(), &key, &z);
             assert!(rs.insert(sig.r().to_bytes()), "a nonce was used twice");
         }
         drop(pool);
@@ -430,14 +433,7 @@ mod tests {
             0,
             "the thread refilled the pool"
         );
-        let z = [3u8; 32];
-        let (sig, recid) = pool
-            .take()
-            .unwrap()
-            .sign(key.as_nonzero_scalar(), &z)
-            .unwrap();
-        let vk = VerifyingKey::recover_from_prehash(&z, &sig, recid).unwrap();
-        assert_eq!(&vk, key.verifying_key());
+        sign_and_recover(pool.take().unwrap(), &key, &[3u8; 32]);
     }
 
     #[test]
