@@ -460,7 +460,7 @@ impl Store {
             inner: Arc::new(Inner {
                 tx: Some(tx),
                 reader,
-                recent: Arc::clone(&db_recent),
+                recent: db_recent,
                 keys: log_keys,
                 device,
                 core,
