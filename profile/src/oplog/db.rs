@@ -245,6 +245,45 @@ impl MapTable {
     }
 }
 
+/// The map row of operation `i` of local or remote entry `e` (device `idx`): its value
+/// stays in the entry's body.
+fn op_row(e: &Entry, idx: i64, i: usize, op: &Op) -> RecentRow {
+    RecentRow {
+        clock: e.clock,
+        dev: idx,
+        device: e.device,
+        seq: e.seq,
+        op: u32::try_from(i).unwrap_or(u32::MAX),
+        tomb: op.value.is_none(),
+        inline: None,
+    }
+}
+
+/// Writes `row` of `key` with `put` (`table`'s [`MapTable::write_sql`]) and, when it
+/// went to `recent`, stages it for the index, so that table and index hold the same
+/// rows.
+fn write_row(
+    put: &mut rusqlite::CachedStatement<'_>,
+    table: MapTable,
+    staged: &mut Staged,
+    key: &str,
+    row: RecentRow,
+) -> Result<(), StoreError> {
+    put.execute(params![
+        key,
+        to_i64(row.clock),
+        row.dev,
+        to_i64(row.seq),
+        row.op,
+        row.tomb,
+        row.inline
+    ])?;
+    if let MapTable::Recent = table {
+        staged.push(key, row);
+    }
+    Ok(())
+}
+
 /// Joins `state` rows `s` to their device `d` and, when the value lives in the entry
 /// body, to their entry `e` by its rowid ([`entry_rowid`], spelled in SQL).
 const WITH_DEVICE_AND_ENTRY: &str = "JOIN devices d ON d.idx = s.dev \
@@ -1163,63 +1202,20 @@ impl Db {
             let table = self.target_for(ops.len());
             let mut put = self.conn.prepare_cached(table.write_sql())?;
             for (i, op) in ops.iter().enumerate() {
-                let i = u32::try_from(i).unwrap_or(u32::MAX);
-                put.execute(params![
-                    op.key,
-                    to_i64(e.clock),
-                    dev.idx,
-                    to_i64(e.seq),
-                    i,
-                    op.value.is_none(),
-                    None::<Vec<u8>>
-                ])?;
-                if let MapTable::Recent = table {
-                    self.staged.push(
-                        &op.key,
-                        RecentRow {
-                            clock: e.clock,
-                            dev: dev.idx,
-                            device: e.device,
-                            seq: e.seq,
-                            op: i,
-                            tomb: op.value.is_none(),
-                            inline: None,
-                        },
-                    );
-                }
+                let row = op_row(e, dev.idx, i, op);
+                write_row(&mut put, table, &mut self.staged, &op.key, row)?;
             }
             return Ok(());
         }
         for (i, op) in ops.iter().enumerate() {
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            self.merge(
-                &op.key,
-                e.clock,
-                e.device,
-                dev.idx,
-                e.seq,
-                i,
-                op.value.is_none(),
-                None,
-            )?;
+            self.merge(&op.key, op_row(e, dev.idx, i, op))?;
         }
         Ok(())
     }
 
     /// Last-writer-wins merge of one write into the map: it wins iff its
     /// `(clock, device id, op)` is greater than the current record's.
-    #[expect(clippy::too_many_arguments, reason = "one row's columns")]
-    fn merge(
-        &mut self,
-        key: &str,
-        clock: u64,
-        device: DeviceId,
-        idx: i64,
-        seq: u64,
-        op: u32,
-        tomb: bool,
-        inline: Option<Vec<u8>>,
-    ) -> Result<bool, StoreError> {
+    fn merge(&mut self, key: &str, row: RecentRow) -> Result<bool, StoreError> {
         // The key's current record: its newest `recent` row (none once this
         // transaction emptied `recent`), else its `state` row.
         let current = match self.staged.lookup(&self.recent, key) {
@@ -1232,35 +1228,12 @@ impl Db {
                 )
             }),
         };
-        if current.is_some_and(|c| (clock, device, op) <= c) {
+        if current.is_some_and(|c| row.rank() <= c) {
             return Ok(false);
         }
         let table = self.target_for(1);
-        self.conn
-            .prepare_cached(table.write_sql())?
-            .execute(params![
-                key,
-                to_i64(clock),
-                idx,
-                to_i64(seq),
-                op,
-                tomb,
-                inline
-            ])?;
-        if let MapTable::Recent = table {
-            self.staged.push(
-                key,
-                RecentRow {
-                    clock,
-                    dev: idx,
-                    device,
-                    seq,
-                    op,
-                    tomb,
-                    inline,
-                },
-            );
-        }
+        let mut put = self.conn.prepare_cached(table.write_sql())?;
+        write_row(&mut put, table, &mut self.staged, key, row)?;
         Ok(true)
     }
 
@@ -1675,16 +1648,16 @@ impl Db {
                 .value
                 .as_ref()
                 .map(|v| seal_value(&self.keys, &row.key, v));
-            if self.merge(
-                &row.key,
-                row.clock,
-                row.device,
-                dev.idx,
-                0,
-                row.op,
-                row.value.is_none(),
+            let imported = RecentRow {
+                clock: row.clock,
+                dev: dev.idx,
+                device: row.device,
+                seq: 0,
+                op: row.op,
+                tomb: row.value.is_none(),
                 inline,
-            )? {
+            };
+            if self.merge(&row.key, imported)? {
                 won += 1;
             }
             self.lamport = self.lamport.max(row.clock);

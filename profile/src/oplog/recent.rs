@@ -27,7 +27,8 @@ use std::sync::{PoisonError, RwLock};
 
 use super::entry::DeviceId;
 
-/// One row of the map as `recent` holds it: operation `op` of entry `(dev, seq)`.
+/// One row of the map as `recent` (and `state`) holds it: operation `op` of entry
+/// `(dev, seq)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RecentRow {
     pub(crate) clock: u64,
